@@ -1,11 +1,12 @@
-"""Reading slides, plain images and image stacks: :func:`open_slide` and :class:`Slide`."""
+"""Reading slides, plain images and image stacks: :func:`open_slide` and :class:`Slide`.
+
+Backends (chosen by content in :func:`open_slide`): OpenSlide (:mod:`._openslide`), tifffile
+(:mod:`._tiff`), DICOM (:mod:`._dicom`), plain images and folder stacks (:mod:`._image`),
+numpy/dask arrays (:mod:`._array`).  Colour/bit-depth rules are in :mod:`._render`.
+"""
 
 from tileuq.errors import SlideError
+from tileuq.slide._open import open_slide
 from tileuq.slide.base import Slide
 
 __all__ = ["Slide", "SlideError", "open_slide"]
-
-
-def open_slide(*args, **kwargs):  # type: ignore[no-untyped-def]  # replaced by the backends work
-    """Open a slide (placeholder until the backends land)."""
-    raise NotImplementedError

@@ -29,8 +29,8 @@ class Slide(abc.ABC):
     """A whole-slide image, plain image or image stack, opened read-only.
 
     Subclasses fill in the attributes in ``__init__`` and implement :meth:`_read_level`
-    (a region that lies inside the level) and :meth:`pyramid`.  Everything else (edge padding,
-    validation, thumbnails, best-level lookup) is shared here.
+    (a region that lies inside the level, thread-safe).  Everything else (edge padding,
+    validation, thumbnails, best-level lookup, the lazy dask :meth:`pyramid`) is shared here.
 
     Attributes
     ----------
@@ -128,14 +128,7 @@ class Slide(abc.ABC):
         """
         x, y = (int(location[0]), int(location[1]))
         w, h = (int(size[0]), int(size[1]))
-        if not 0 <= level < self.level_count:
-            raise SlideError(
-                f"{self.name}: level {level} does not exist (the slide has {self.level_count})"
-            )
-        if not 0 <= plane < self.planes:
-            raise SlideError(f"{self.name}: plane {plane} does not exist (the slide has {self.planes})")
-        if w < 0 or h < 0:
-            raise SlideError(f"{self.name}: region size must be non-negative, got {(w, h)}")
+        self._validate_region(level, (w, h), plane)
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         if w == 0 or h == 0:
             return out
@@ -155,6 +148,19 @@ class Slide(abc.ABC):
             )
         out[y0 - ly : y1 - ly, x0 - lx : x1 - lx] = part
         return out
+
+    def _validate_region(self, level: int, size: tuple[int, int], plane: int) -> None:
+        """Raise :class:`SlideError` for a level, plane or size that cannot be read."""
+        if not 0 <= level < self.level_count:
+            raise SlideError(
+                f"{self.name}: level {level} does not exist (the slide has {self.level_count})"
+            )
+        if not 0 <= plane < self.planes:
+            raise SlideError(
+                f"{self.name}: plane {plane} does not exist (the slide has {self.planes})"
+            )
+        if size[0] < 0 or size[1] < 0:
+            raise SlideError(f"{self.name}: region size must be non-negative, got {tuple(size)}")
 
     @abc.abstractmethod
     def _read_level(self, level: int, x: int, y: int, w: int, h: int, plane: int) -> np.ndarray:
@@ -183,13 +189,17 @@ class Slide(abc.ABC):
         out = resize(img, (th, tw), order=1, anti_aliasing=True, preserve_range=True)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
-    @abc.abstractmethod
     def pyramid(self) -> list[da.Array]:
         """Return the levels as lazy dask arrays, finest first.
 
         Each array is ``(h, w, 3)`` ``uint8`` (``(planes, h, w, 3)`` for stacks) with chunks
-        equal to the native tile size, so no level is ever read whole.
+        equal to the native tile size, so no level is ever read whole: each chunk is one
+        :meth:`_read_level` call.  When the coarsest level is larger than 4096 px on a side,
+        generated half-size levels follow the file's own (see :mod:`tileuq.slide._lazy`).
         """
+        from tileuq.slide._lazy import slide_pyramid
+
+        return slide_pyramid(self)
 
     # ------------------------------------------------------------------ provenance
     def header_hash(self) -> str:
@@ -201,7 +211,11 @@ class Slide(abc.ABC):
         h = hashlib.sha256()
         h.update(repr((self.vendor, self.level_dimensions, self.mpp, self.planes)).encode())
         if self.path is not None:
-            files = sorted(p for p in self.path.iterdir() if p.is_file()) if self.path.is_dir() else [self.path]
+            files = (
+                sorted(p for p in self.path.iterdir() if p.is_file())
+                if self.path.is_dir()
+                else [self.path]
+            )
             for f in files:
                 h.update(f.name.encode())
                 h.update(str(f.stat().st_size).encode())
@@ -210,7 +224,7 @@ class Slide(abc.ABC):
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (used in ``run.json`` and reports)."""
+        """Return a JSON-serialisable summary (used in ``run.json`` and reports)."""
         return {
             "path": str(self.path) if self.path is not None else None,
             "name": self.name,
@@ -222,6 +236,7 @@ class Slide(abc.ABC):
             "mpp": list(self.mpp) if self.mpp is not None else None,
             "objective_power": self.objective_power,
             "planes": self.planes,
+            "backend": type(self).__name__,
         }
 
     # ------------------------------------------------------------------ lifetime
