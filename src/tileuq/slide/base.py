@@ -175,7 +175,7 @@ class Slide(abc.ABC):
         Reads the coarsest level that is still at least as large as the requested size and
         resizes it with area averaging.
         """
-        from skimage.transform import resize
+        from PIL import Image
 
         mw, mh = (max_size, max_size) if isinstance(max_size, int) else max_size
         w0, h0 = self.dimensions
@@ -186,8 +186,8 @@ class Slide(abc.ABC):
         img = self.read_region((0, 0), level, (lw, lh), plane=plane)
         if (lw, lh) == (tw, th):
             return img
-        out = resize(img, (th, tw), order=1, anti_aliasing=True, preserve_range=True)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        # BOX = exact area averaging when shrinking (fast, no ringing)
+        return np.asarray(Image.fromarray(img).resize((tw, th), Image.Resampling.BOX))
 
     def pyramid(self) -> list[da.Array]:
         """Return the levels as lazy dask arrays, finest first.
