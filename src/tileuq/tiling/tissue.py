@@ -148,7 +148,6 @@ def tissue_mask(
     -------
     TissueMask
     """
-    from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
 
@@ -157,9 +156,8 @@ def tissue_mask(
     w0, h0 = slide.dimensions
     downsample = (w0 / tw, h0 / th)
 
-    hsv = rgb2hsv(thumb)
-    sat, val = hsv[..., 1], hsv[..., 2]
-    grey = thumb.mean(axis=2) / 255.0
+    sat, val = _saturation_value(thumb)
+    grey = thumb.mean(axis=2, dtype=np.float32) / 255.0
     if float(np.median(grey)) < 0.25:
         method = "darkfield"
         thr = _otsu(grey, threshold_otsu)
@@ -181,6 +179,14 @@ def tissue_mask(
     if max_hole_px > 1:
         mask = remove_small_holes(mask, max_size=max_hole_px)
     return TissueMask(mask=mask, downsample=downsample, method=method, threshold=float(thr))
+
+
+def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HSV saturation and value in [0, 1] of an RGB uint8 image (as skimage's rgb2hsv)."""
+    mx = rgb.max(axis=2).astype(np.float32)
+    mn = rgb.min(axis=2).astype(np.float32)
+    sat = np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
+    return sat, mx / 255.0
 
 
 def _otsu(channel: np.ndarray, threshold_otsu: Any) -> float:
