@@ -24,7 +24,7 @@ and plane of a slide is rendered with the same rule:
     (red, green, blue, cyan, magenta, yellow, orange, white), so three uncoloured channels
     are shown as plain RGB.
 
-Windowing maps the robust percentiles ``(WINDOW_PERCENTILES)`` = 0.5 % and 99.5 % of a
+Windowing maps the robust percentiles ``WINDOW_PERCENTILES`` = 0.5 % and 99.9 % of a
 sample of the data linearly to 0 and 255 (clipping outside).  The sample is taken once, at
 open, from the coarsest pyramid level (evenly spread windows when that level is large) of up
 to four evenly spaced planes, so all levels and planes share one window.
@@ -32,16 +32,17 @@ to four evenly spaced planes, so all levels and planes share one window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+Sample = np.ndarray | Callable[[], np.ndarray] | None
 Mode = Literal["rgb", "rgba", "gray", "gray_alpha", "composite"]
 
 MAX_CHANNELS = 8
-WINDOW_PERCENTILES = (0.5, 99.5)
+WINDOW_PERCENTILES = (0.5, 99.9)
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0),
     (0, 255, 0),
@@ -167,7 +168,7 @@ def make_renderer(
     dtype: np.dtype | type,
     n_channels: int,
     hint: str | None,
-    sample: np.ndarray | None,
+    sample: Sample,
     colors: Sequence[tuple[int, int, int] | None] | None = None,
 ) -> Renderer:
     """Build the :class:`Renderer` for data of ``dtype`` with ``n_channels`` channels.
@@ -181,8 +182,8 @@ def make_renderer(
     hint
         Layout hint, see :func:`choose_mode`.
     sample
-        ``(..., n_channels)`` sample of the data for the robust windows; only read when a
-        window is needed (not for ``uint8`` RGB/grey).
+        ``(..., n_channels)`` sample of the data for the robust windows, or a function
+        returning one; only used when a window is needed (not for ``uint8`` RGB/grey).
     colors
         Per-channel colours from the file (``None`` entries fall back to :data:`PALETTE`).
     """
@@ -209,7 +210,9 @@ def make_renderer(
     return Renderer(mode, (win,), (), alpha_max)
 
 
-def _flat(sample: np.ndarray | None, n_channels: int) -> np.ndarray | None:
+def _flat(sample: Sample, n_channels: int) -> np.ndarray | None:
+    if callable(sample):
+        sample = sample()
     if sample is None or sample.size == 0:
         return None
     return np.asarray(sample).reshape(-1, n_channels)
