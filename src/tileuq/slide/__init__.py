@@ -7,6 +7,7 @@ numpy/dask arrays (:mod:`._array`).  Colour/bit-depth rules are in :mod:`._rende
 
 from tileuq.errors import SlideError
 from tileuq.slide._open import open_slide
+from tileuq.slide._sample import sample_slide_path
 from tileuq.slide.base import Slide
 
-__all__ = ["Slide", "SlideError", "open_slide"]
+__all__ = ["Slide", "SlideError", "open_slide", "sample_slide_path"]
