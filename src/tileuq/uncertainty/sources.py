@@ -21,7 +21,15 @@ from tileuq.errors import CalibrationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "TileSet", "iter_image_batches", "list_images", "tile_folder"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TileSet",
+    "iter_image_batches",
+    "list_images",
+    "tile_arrays",
+    "tile_folder",
+    "unlabelled_folder",
+]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
@@ -173,3 +181,11 @@ def tile_arrays(images: object, labels: object, classes: Sequence[str]) -> TileS
                 f"{len(classes)} classes {list(classes)}"
             )
     return TileSet(None, imgs, lab, list(classes), "arrays")
+
+
+def unlabelled_folder(folder: str | os.PathLike[str]) -> TileSet:
+    """All images under ``folder`` (recursive) as an unlabelled TileSet (labels ``-1``)."""
+    paths = list_images(folder)
+    if not paths:
+        raise CalibrationError(f"{folder}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return TileSet(paths, None, np.full(len(paths), -1, dtype=np.int64), [], str(folder))
