@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ def open_dicom(path: Path) -> Slide:
     except SlideError as exc:
         first = exc
     try:
-        return PydicomSlide(path)
+        with warnings.catch_warnings():  # over-long values etc. in real files are common
+            warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+            return PydicomSlide(path)
     except SlideError as exc:
         raise SlideError(f"{exc} (wsidicom: {first})") from exc
 
@@ -51,8 +54,6 @@ class WsiDicomSlide(Slide):
     """DICOM WSI read with wsidicom (standard TILED_FULL/TILED_SPARSE instances)."""
 
     def __init__(self, path: Path) -> None:
-        import warnings
-
         try:
             from wsidicom import WsiDicom
         except ImportError as exc:
@@ -127,8 +128,18 @@ class PydicomSlide(Slide):
                 if path.is_dir() and not _is_dicom(f):
                     continue
                 ds = read_header(f)
-                sop = str(ds.get("SOPClassUID", ""))
-                if sop != WSI_SOP_CLASS and "PixelData" not in ds:
+                missing = [
+                    k for k in ("Rows", "Columns", "SamplesPerPixel", "PixelData") if k not in ds
+                ]
+                if missing:
+                    if path.is_dir():
+                        continue
+                    size = f.stat().st_size
+                    raise SlideError(
+                        f"{f}: incomplete DICOM data set ({size} bytes; missing "
+                        f"{', '.join(missing)}): the file is truncated or not an image"
+                    )
+                if str(ds.get("SOPClassUID", "")) != WSI_SOP_CLASS and path.is_dir():
                     continue
                 kind = _image_type(ds)
                 if kind == "VOLUME":

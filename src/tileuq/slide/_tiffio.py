@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,11 @@ def open_tiff(path: Path) -> Any:
             detail = (
                 f"the first image directory is at byte {first}, beyond the end of the file; "
                 "the file is truncated"
+            )
+        elif any(int(n) >= size for m in bad for n in re.findall(r"\b\d+\b", m.split(">")[-1])):
+            detail = (
+                "an image directory or its data points beyond the end of the file; the file "
+                f"is truncated ({'; '.join(m.split('>')[-1].strip() for m in bad)})"
             )
         else:
             detail = "; ".join(m.split(">")[-1].strip() for m in bad) or "no image directory"
