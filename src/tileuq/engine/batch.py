@@ -121,7 +121,7 @@ class Predictor:
         model.eval()
         model.to(device)
         if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if compile:
             for child in model.children():
                 child.compile()

@@ -202,7 +202,7 @@ def iter_run_slides(
     folders = [str(out_dir / n) for n in slide_folder_names(sources)]
     model_ref: Any = model
     if not _is_model(model):
-        model_ref = resolve_model_source(model)
+        model_ref = resolve_model_source(model)  # type: ignore[arg-type]
     outcomes: list[SlideOutcome | None] = [None] * len(sources)
     if client is None:
         if isinstance(model_ref, str):

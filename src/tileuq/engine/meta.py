@@ -128,13 +128,18 @@ def quick_fingerprint(slide_hash: str, model: TileModel, request: dict[str, Any]
     """Return the fingerprint part known before tiling: slide, model and arguments."""
     return {
         "slide": {"header_hash": slide_hash},
-        "model": {"hash": getattr(model, "model_hash", None), "classes": list(model.classes)},
+        "model": {
+            "hash": getattr(model, "model_hash", None),
+            "method": getattr(model, "method", None),
+            "hyperparameters": getattr(model, "hyperparameters", None),
+            "classes": list(model.classes),
+        },
         "request": request,
     }
 
 
 def fingerprint(
-    quick: dict[str, Any], spec: dict[str, Any], grids: Sequence[TileGrid]
+    quick: dict[str, Any], spec: dict[str, Any], grids: Sequence[TileGrid], order: str
 ) -> dict[str, Any]:
     """Everything the table depends on; a run folder only resumes a run with the same one."""
     grid_hash = hash_arrays(
@@ -143,7 +148,7 @@ def fingerprint(
     return {
         **quick,
         "spec": {k: v for k, v in spec.items() if k != "n_tiles"},
-        "grid": {"hash": grid_hash, "n_tiles": spec["n_tiles"]},
+        "grid": {"hash": grid_hash, "n_tiles": spec["n_tiles"], "order": order},
     }
 
 

@@ -31,6 +31,7 @@ from tileuq.engine.progress import Progress
 from tileuq.engine.reader import TileReader, default_reader_threads, plan_batches
 from tileuq.engine.results import TileResults, build_table
 from tileuq.engine.resume import RunFolder, check_writable
+from tileuq.engine.source import BAND_ROWS, TileSource, processing_order
 from tileuq.errors import TilingError
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def iter_run_slide(
     seed: int = 0,
     include_partial: bool = False,
     slide_mpp: float | None = None,
+    fast_read: bool = True,
 ) -> Generator[Progress | TileResults, None, TileResults]:
     """Run ``model`` on a slide, yielding :class:`Progress` and finally the :class:`TileResults`.
 
@@ -116,6 +118,9 @@ def iter_run_slide(
     slide_mpp
         When ``slide`` is a path: its µm per pixel, overriding the file's (or giving a missing
         one), as ``open_slide(path, mpp=...)``.
+    fast_read
+        Read neighbouring tiles as blocks and TIFFs through tifffile when that gives the same
+        pixels (see :mod:`tileuq.engine.source`); ``False``: one ``read_region`` per tile.
 
     Yields
     ------
@@ -128,6 +133,7 @@ def iter_run_slide(
     if folder is not None:
         check_writable(folder.folder)  # before any work
     owned = False
+    source: TileSource | None = None
     if not _is_slide(slide):
         from tileuq.slide import open_slide
 
@@ -172,7 +178,7 @@ def iter_run_slide(
         t_tissue = time.perf_counter() - t_start
         check_mpp(slide, model, grids[0].mpp, tile_px)
         spec = spec_info(grids, planes)
-        fp = fingerprint(quick, spec, grids)
+        fp = fingerprint(quick, spec, grids, f"bands-{BAND_ROWS}")
         n_total = spec["n_tiles"]
         offsets = np.cumsum([0] + [len(g) for g in grids])
         keys = _output_keys(model)
@@ -199,11 +205,17 @@ def iter_run_slide(
         predictor = Predictor(
             model, dev, batch_size=batch_size, amp=amp, compile=compile, seed=seed
         )
-        batches = plan_batches(offsets, predictor.batch_size, done_ranges)
+        # batches are ranges of positions in the blocked processing order
+        order = processing_order(grids)
+        batches = [
+            (a, b, order[a:b])
+            for a, b, _ in plan_batches(offsets, predictor.batch_size, done_ranges)
+        ]
         n_resumed = n_total - sum(b[1] - b[0] for b in batches)
         memory: list[tuple[int, dict[str, np.ndarray]]] = []
+        source = TileSource(slide, grids, fast=fast_read)
         reader = TileReader(
-            _reader_factory(slide, grids, offsets),
+            lambda: source.read,
             batches,
             (tile_px, tile_px),
             threads=workers or default_reader_threads(),
@@ -239,6 +251,7 @@ def iter_run_slide(
                 time.perf_counter() - t_start,
                 plane=planes[int(np.searchsorted(offsets, batch.start, "right")) - 1],
             )
+        source.close()  # also on errors, in ``finally``
         t_inf = time.perf_counter() - t_inf
         yield Progress(name, "merge", done, n_total, elapsed_s=time.perf_counter() - t_start)
         if folder is not None:
@@ -249,6 +262,7 @@ def iter_run_slide(
                 k: np.concatenate([o[k] for _, o in memory]) if memory else _empty(k, model)
                 for k in keys
             }
+        arrays = {k: _unpermute(v, order) for k, v in arrays.items()}
         table = build_table(
             geometry(grids, planes),
             arrays["probabilities"].reshape(n_total, len(model.classes)),
@@ -268,6 +282,7 @@ def iter_run_slide(
             "tissue_masks": [g.mask.to_dict() if g.mask is not None else None for g in grids],
             "versions": versions(),
             "device": device_info(dev, predictor, reader.threads, compile),
+            "reader": source.describe(),
             "timings": {
                 "started": started,
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -291,6 +306,8 @@ def iter_run_slide(
         yield results
         return results
     finally:
+        if source is not None:
+            source.close()
         if owned:
             slide.close()
 
@@ -335,31 +352,11 @@ def _empty(key: str, model: TileModel) -> np.ndarray:
     return np.empty((0,), np.int64 if key == "pred_index" else np.float32)
 
 
-def _reader_factory(slide: Slide, grids: list[TileGrid], offsets: np.ndarray) -> Callable[[], Any]:
-    """Per-thread ``read_batch(global indices)``.
-
-    Slide backends read thread-safely (``Slide._read_level`` contract), so the threads share
-    one handle (and OpenSlide's tile cache).  A slide that sets ``thread_safe = False`` gets
-    one handle per thread, opened on the same file.
-    """
-    shared = getattr(slide, "thread_safe", True) or slide.path is None
-
-    def make() -> Any:
-        if shared:
-            handle, close = slide, None
-        else:
-            from tileuq.slide import open_slide
-
-            handle = open_slide(slide.path, mpp=slide.mpp)
-            close = handle.close
-
-        def read(indices: np.ndarray) -> np.ndarray:
-            p = int(np.searchsorted(offsets, indices[0], "right")) - 1
-            return grids[p].read_batch(handle, indices - offsets[p])
-
-        return read if close is None else (read, close)
-
-    return make
+def _unpermute(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Put values given in processing order back into tile order."""
+    out = np.empty_like(values)
+    out[order] = values
+    return out
 
 
 def _ring_allocator(predictor: Predictor, prefetch: int) -> Callable[[int], tuple[Any, np.ndarray]]:
