@@ -16,6 +16,8 @@ from tileuq.slide import open_slide
 def test_get_reader_accepts_slide_files_and_folders(sample_slide_path, tmp_path):
     assert callable(napari_get_reader(str(sample_slide_path)))
     assert callable(napari_get_reader([str(sample_slide_path), str(sample_slide_path)]))
+    assert napari_get_reader(str(tmp_path)) is None  # an empty folder is not ours
+    (tmp_path / "z0.png").write_bytes(b"")
     assert callable(napari_get_reader(str(tmp_path)))  # folders: DICOM or image stacks
     assert napari_get_reader(str(tmp_path / "notes.txt")) is None
     assert napari_get_reader([str(sample_slide_path), "x.csv"]) is None

@@ -87,9 +87,12 @@ def test_16bit_tiff_and_rgba_png_and_no_mpp_all_open(tmp_path):
         assert s.mpp is None and s.properties["tileuq.mpp-source"] == "unknown"
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path):
     with pytest.raises(SlideError, match="backend="):
         open_slide("x.svs", backend="bioformats")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(SlideError, match=r"small\.png: backend='tifffile' cannot read"):
+        open_slide(tmp_path / "small.png", backend="tifffile")
     with pytest.raises(SlideError, match="mpp="):
         open_slide("x.svs", mpp=-0.5)
 

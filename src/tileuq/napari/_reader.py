@@ -19,7 +19,10 @@ PathOrPaths = str | Sequence[str]
 
 def _accepts(path: str) -> bool:
     p = Path(path)
-    return p.is_dir() or p.suffix.lower() in SUFFIXES
+    if p.is_dir():  # a DICOM folder or an image stack: look at the names only (cheap)
+        names = [f for _, f in zip(range(200), p.iterdir(), strict=False)]
+        return any(f.suffix.lower() in SUFFIXES or f.suffix == "" for f in names)
+    return p.suffix.lower() in SUFFIXES
 
 
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:

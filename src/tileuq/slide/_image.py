@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -79,6 +80,15 @@ class FolderStack(PlaneSlide):
             "tileuq.files": "\n".join(f.name for f in self._files),
             "tileuq.render": json.dumps(self._renderer.describe()),
         }
+
+    def header_hash(self) -> str:
+        """SHA-256 of the geometry and each file's name, size and first 64 KiB."""
+        h = hashlib.sha256(repr((self.vendor, self.level_dimensions, self.mpp)).encode())
+        for f in self._files:
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 16))
+        return h.hexdigest()
 
     @property
     def files(self) -> list[Path]:

@@ -14,6 +14,7 @@ from tileuq.slide._detect import describe_head, openslide_vendor, sniff
 from tileuq.slide.base import Slide
 
 BACKENDS = ("openslide", "tifffile", "dicom", "image")
+PLAIN_KINDS = ("png", "jpeg", "bmp", "gif", "webp", "jp2", "j2k")
 # OpenSlide vendors whose TIFF files OpenSlide reads better than a generic TIFF reader
 OPENSLIDE_TIFF_VENDORS = {"aperio", "hamamatsu", "leica", "ventana", "philips"}
 # compressions libtiff decodes inside openslide-bin (generic-tiff)
@@ -129,24 +130,21 @@ def _open_path(path: Path, backend: str | None) -> Slide:
     if path.is_dir():
         return _open_dir(path, backend)
     kind = sniff(path)
-    if backend == "openslide":
-        if kind == "tiff":
-            _tiff_validated(path).close()
-        return _openslide(path)
+    if backend is not None:
+        return _forced(path, kind, backend)
     if kind == "tiff":
         return _open_tiff(path, backend)
-    if kind == "dicom" or backend == "dicom":
+    if kind == "dicom":
         from tileuq.slide._dicom import open_dicom
 
         return open_dicom(path)
-    if kind in ("png", "jpeg", "bmp", "gif", "webp", "jp2", "j2k"):
-        if kind == "jpeg" and backend is None and openslide_vendor(path) == "mirax":
+    if kind in PLAIN_KINDS:
+        if kind == "jpeg" and openslide_vendor(path) == "mirax":
             return _openslide(path)
         from tileuq.slide._image import ImageSlide
 
         return ImageSlide(path)
-    vendor = openslide_vendor(path) if backend is None else None
-    if vendor in OPENSLIDE_OTHER_VENDORS:
+    if openslide_vendor(path) in OPENSLIDE_OTHER_VENDORS:
         return _openslide(path)
     expected = _EXPECTED.get(path.suffix.lower())
     hint = f"; the name suggests {expected}, but the content is not" if expected else ""
@@ -156,6 +154,25 @@ def _open_path(path: Path, backend: str | None) -> Slide:
         f"{path}: not a recognised slide or image format (starts with bytes "
         f"{describe_head(path)}){hint}"
     )
+
+
+def _forced(path: Path, kind: str, backend: str) -> Slide:
+    """Open with the backend the caller named, if it can read this kind of file."""
+    if backend == "openslide":
+        if kind == "tiff":
+            _tiff_validated(path).close()
+        return _openslide(path)
+    if backend == "tifffile" and kind == "tiff":
+        return _open_tiff(path, backend)
+    if backend == "dicom" and kind == "dicom":
+        from tileuq.slide._dicom import open_dicom
+
+        return open_dicom(path)
+    if backend == "image" and (kind in PLAIN_KINDS or kind == "tiff"):
+        from tileuq.slide._image import ImageSlide
+
+        return ImageSlide(path)
+    raise SlideError(f"{path}: backend={backend!r} cannot read this file (its content is {kind})")
 
 
 def _openslide(path: Path) -> Slide:
@@ -213,15 +230,13 @@ def _open_dir(path: Path, backend: str | None) -> Slide:
             kinds[f] = sniff(f)
         except SlideError:
             continue
+    if backend in ("openslide", "tifffile"):
+        raise SlideError(f"{path}: backend={backend!r} cannot read a folder")
     if backend in (None, "dicom") and any(k == "dicom" for k in kinds.values()):
         from tileuq.slide._dicom import open_dicom
 
         return open_dicom(path)
-    images = [
-        f
-        for f, k in kinds.items()
-        if k in ("png", "jpeg", "bmp", "gif", "webp", "tiff", "jp2", "j2k")
-    ]
+    images = [f for f, k in kinds.items() if k in PLAIN_KINDS or k == "tiff"]
     if not images:
         raise SlideError(
             f"{path}: the folder contains no DICOM files and no images "

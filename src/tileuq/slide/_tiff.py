@@ -171,6 +171,7 @@ class TiffSlide(Slide):
         elif tif.is_svs:
             vendor = "aperio"
             self.mpp = meta.aperio_mpp(kf.description)
+            self.objective_power = meta.aperio_objective(kf.description)
         elif tif.is_ndpi:
             vendor = "hamamatsu"
         if self.mpp is None:

@@ -139,6 +139,12 @@ def tag_mpp(page: Any) -> tuple[float, float] | None:
     return (mx, my) if mx and my else None
 
 
+def aperio_objective(description: str) -> float | None:
+    """``AppMag = ...`` of an Aperio ImageDescription."""
+    m = re.search(r"\|\s*AppMag\s*=\s*([0-9.]+)", description or "")
+    return float(m.group(1)) if m else None
+
+
 def aperio_mpp(description: str) -> tuple[float, float] | None:
     """``MPP = ...`` of an Aperio ImageDescription (when tifffile reads an SVS)."""
     m = re.search(r"\|\s*MPP\s*=\s*([0-9.]+)", description or "")
