@@ -197,3 +197,42 @@ def test_qptiff_multichannel_fluorescence(shared_data):
         lo, hi = np.percentile(ch, WINDOW_PERCENTILES)
         expected += np.clip(np.rint((ch - lo) * 255 / (hi - lo)), 0, 255)[..., None] * col
     assert np.abs(out - np.clip(np.rint(expected), 0, 255)).max() <= 1
+
+
+def test_ome_multichannel_fluorescence_pyramid(tmp_path):
+    """CYX uint16 OME-TIFF with SubIFDs: channels composited in the OME Channel colours."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 50, (3, 512, 640)).astype(np.uint16)
+    data[0, 100:200, 100:200] += 4000  # a bright DAPI square, GFP square, Cy5 stripe
+    data[1, 300:400, 300:400] += 3000
+    data[2, 50:80, 500:600] += 2000
+    blue, green, magenta = 0x0000FFFF, 0x00FF00FF, 0xFF00FFFF - (1 << 32)  # OME signed RGBA
+    path = tmp_path / "fluo.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        meta = {
+            "axes": "CYX",
+            "Channel": {"Name": ["DAPI", "GFP", "Cy5"], "Color": [blue, green, magenta]},
+            "PhysicalSizeX": 0.65,
+            "PhysicalSizeY": 0.65,
+        }
+        tw.write(data, subifds=1, tile=(128, 128), photometric="minisblack", metadata=meta)
+        tw.write(data[:, ::2, ::2], subfiletype=1, tile=(128, 128), photometric="minisblack")
+    with open_slide(path) as s:
+        assert s.level_dimensions == ((640, 512), (320, 256)) and s.planes == 1
+        assert s.mpp == pytest.approx((0.65, 0.65))
+        assert json.loads(s.properties["tileuq.channels"]) == ["DAPI", "GFP", "Cy5"]
+        assert json.loads(s.properties["tileuq.render"])["colors"] == [
+            "#0000ff",
+            "#00ff00",
+            "#ff00ff",
+        ]
+        for level, k in ((0, 1), (1, 2)):
+            img = s.read_region((0, 0), level, s.level_dimensions[level])
+            for (y, x), colour in {
+                (150, 150): (0, 0, 255),
+                (350, 350): (0, 255, 0),
+                (64, 550): (255, 0, 255),
+            }.items():
+                # the channel's colour at full strength, plus a few grey levels of noise
+                assert np.abs(img[y // k, x // k].astype(int) - colour).max() < 10
+            assert img[250 // k, 20 // k].max() < 10  # dark background stays dark
