@@ -144,8 +144,9 @@ def risk_threshold(
     first candidate accepting at least ``c`` tiles and moves up while ``p <= delta / len(starts)``;
     the last candidate passed is its result.  Several sequences start at fixed counts
     ``c = max(m_min, ceil(f n))`` for ``f`` in ``starts`` (``m_min``: the least count at which zero
-    errors can reject), each at level ``delta / len(starts)`` (Bonferroni), and the largest
-    certified threshold wins; the later starts make the procedure robust to a few
+    errors can reject), each at level ``delta / len(starts)`` (Bonferroni; a single sequence at
+    level ``delta`` when the starts coincide for a small ``n``), and the largest certified
+    threshold wins; the later starts make the procedure robust to a few
     confidently-wrong tiles (label noise) among the most confident ones, which would stop a
     single sequence at once.
 
@@ -203,6 +204,8 @@ def risk_threshold(
         j_single = min_n_risk(alpha, delta)
         j_split = min_n_risk(alpha, delta / len(fracs))
         counts = sorted({max(j_split, math.ceil(f * n)) for f in fracs})
+        if len(counts) == 1:  # small n: the starts coincide, one sequence at the full level
+            counts = [max(j_single, min(math.ceil(f * n) for f in fracs))]
         level = delta / len(counts)
         j0 = counts[0]
         needed = j_single
