@@ -199,3 +199,32 @@ def test_cli_evaluate(model, tiles_dir, ood_dir, tmp_path, capsys):
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 2 + len(model.score_names)
     assert all(p.stat().st_size > 1000 for p in out.glob("*.png"))
+
+
+@pytest.mark.slow
+def test_apply_and_shift_test_on_a_real_slide_run(sample_slide_path):
+    from tileuq import run_slide
+    from tileuq.engine.flagging import flagged_fraction
+    from tileuq.engine.results import TileResults
+    from tileuq.uncertainty import shift_test
+
+    m = build_model("sngp", "resnet_slim", classes=CLASSES, tile_px=64)
+    res = run_slide(sample_slide_path, m, mpp=2.0, batch_size=64, device="cpu", workers=1)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (100, 64, 64, 3), dtype=np.uint8)
+    cal = calibrate(m, (imgs, rng.integers(0, 3, 100)), target_coverage=0.8)
+    out = cal.apply(res)
+    assert isinstance(out, TileResults) and len(out.table) == len(res.table) > 10
+    assert set(out.table["reason"]) <= {"", "ambiguous", "unfamiliar"}
+    assert (out.table["rejected"] == (out.table["reason"] != "")).all()
+    assert out.meta["calibration"]["model_hash"] == m.model_hash == res.meta["model"]["hash"]
+    # the engine's run summary uses the calibration the model carries
+    meta = {**res.meta, "model": {**res.meta["model"], "calibration": cal.to_manifest()}}
+    assert flagged_fraction(TileResults(res.table, meta)) == out.table["rejected"].mean()
+    # the shift alarm: quiet against a calibration on the slide's own tiles, loud when the
+    # slide's scores all move to the top of the calibration range
+    own = calibrate_scores(res.table[["entropy", "variance"]], target_coverage=0.7)
+    report = shift_test(res, own)
+    assert not report.shifted and report.n_tiles == len(res.table)
+    moved = res.table.assign(entropy=res.table["entropy"].max() + 1.0)
+    assert shift_test(moved, own).shifted

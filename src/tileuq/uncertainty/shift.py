@@ -182,7 +182,7 @@ def shift_test(
             f"(at most {_pct(upper)} in 95 % of slides like the calibration data)"
         )
         if p_mw < p_count:
-            what += f"; {score} scores run higher (median {med:.3g} vs {ref_med:.3g})"
+            what += f"; {score} scores run higher (median {med:.4g} vs {ref_med:.4g})"
         verdict = f"This slide looks unlike the calibration data: {what} ({_p(p)})."
     else:
         verdict = (
