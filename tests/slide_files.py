@@ -73,6 +73,13 @@ def pathml_frames(dcm: Path) -> tuple[object, list[bytes]]:
 
 
 def write_standard_dicom(src: Path, folder: Path, *, with_level1=True) -> Path:
+    """See :func:`_write_standard_dicom` (pydicom's value-length warnings silenced)."""
+    with warnings.catch_warnings():  # the source's UIDs/names are longer than DICOM allows
+        warnings.simplefilter("ignore")
+        return _write_standard_dicom(src, folder, with_level1=with_level1)
+
+
+def _write_standard_dicom(src: Path, folder: Path, *, with_level1=True) -> Path:
     """Rewrite the pathml file as conformant DICOM WSI instances that wsidicom reads.
 
     Level 0: the same JPEG frames reordered row-major (TILED_FULL), YBR_FULL_422 (the frames
