@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +39,11 @@ def artifacts_dir() -> Path:
     """Folder for screenshots and other test artifacts worth keeping."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def export_data(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Sample slide run by a small SNGP model, calibrations, decisions (``_export_data.py``)."""
+    from _export_data import build
+
+    return build(str(tmp_path_factory.getbasetemp()))
