@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import geojson
@@ -132,6 +133,14 @@ def test_merge_reduces_features_and_preserves_areas(export_data, calibrated, tmp
     areas = [f["properties"]["measurements"]["tissue_area_mm2"] for f in feats]
     total = sum(a for n, a in zip(names, areas, strict=True) if not n.startswith("Rejected"))
     assert total == pytest.approx(res.meta["summary"]["tissue_area_mm2"], rel=1e-6)
+
+
+def test_calibration_saved_beside_the_results_is_used(export_data, tmp_path) -> None:
+    folder = tmp_path / "res"
+    shutil.copytree(export_data.results, folder)
+    assert "rejected" not in results_to_geojson(folder)["features"][0]["properties"]["measurements"]
+    shutil.copy(export_data.calibration, folder / "calibration.json")  # as the GUI saves it
+    assert "rejected" in results_to_geojson(folder)["features"][0]["properties"]["measurements"]
 
 
 def test_ids_are_deterministic(export_data) -> None:

@@ -27,8 +27,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--calibration",
         metavar="FILE",
-        help="calibration JSON, model.json or model folder (default: the one the model "
-        "carried when the slide was run)",
+        help="calibration JSON, model.json or model folder (default: RESULTS_DIR/"
+        "calibration.json as the napari calibrate widget saves it, else the calibration the "
+        "model carried when the slide was run)",
     )
     p.add_argument(
         "--merge",

@@ -24,7 +24,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--calibration",
         metavar="FILE",
         help="calibration JSON, model.json or model folder applied to every slide "
-        "(default: the one each run recorded)",
+        "(default per slide: its calibration.json, else the one its run recorded)",
     )
     p.add_argument("--out", type=Path, help="summary page (default: BATCH_DIR/index.html)")
     p.add_argument(

@@ -87,7 +87,15 @@ def _calibration_from_meta(results: TileResults) -> Calibration | None:
         return None
 
 
-def resolve_calibration(results: TileResults, calibration: Any = None) -> Calibration | None:
+#: calibration saved beside a slide's results (by the napari calibrate widget)
+CALIBRATION_FILE = "calibration.json"
+
+
+def resolve_calibration(
+    results: TileResults,
+    calibration: Any = None,
+    folder: str | os.PathLike[str] | None = None,
+) -> Calibration | None:
     """Return the calibration to use for ``results``.
 
     Parameters
@@ -96,8 +104,12 @@ def resolve_calibration(results: TileResults, calibration: Any = None) -> Calibr
         The slide's results.
     calibration
         A :class:`~tileuq.uncertainty.calibration.Calibration`, a path to a calibration JSON /
-        ``model.json`` / model folder, ``False`` for none, or ``None``: the calibration the
-        model carried when the slide was run (recorded in ``run.json``), if any.
+        ``model.json`` / model folder, or ``False`` for none.  ``None`` (default) looks, in
+        order, for ``calibration.json`` in the results ``folder`` (where the napari calibrate
+        widget saves it) and for the calibration the model carried when the slide was run
+        (recorded in ``run.json``).
+    folder
+        The results folder, when known.
     """
     from tileuq.uncertainty.calibration import Calibration
 
@@ -107,6 +119,8 @@ def resolve_calibration(results: TileResults, calibration: Any = None) -> Calibr
         return calibration
     if calibration is not None:
         return Calibration.load(calibration)
+    if folder is not None and (Path(folder) / CALIBRATION_FILE).is_file():
+        return Calibration.load(Path(folder) / CALIBRATION_FILE)
     return _calibration_from_meta(results)
 
 
@@ -115,6 +129,8 @@ def prepare(
 ) -> tuple[TileResults, Calibration | None]:
     """Load results and add ``rejected`` / ``reason`` columns when a calibration is known.
 
+    See :func:`resolve_calibration` for where the calibration comes from.
+
     Returns
     -------
     (TileResults, Calibration or None)
@@ -122,7 +138,8 @@ def prepare(
         already has them keeps them when no calibration is given), and the calibration used.
     """
     results = load_results(source)
-    cal = resolve_calibration(results, calibration)
+    folder = None if hasattr(source, "table") else Path(source)
+    cal = resolve_calibration(results, calibration, folder)
     if cal is not None:
         results = cal.apply(results)
     elif "rejected" in results.table.columns and "reason" not in results.table.columns:
