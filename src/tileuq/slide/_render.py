@@ -116,6 +116,8 @@ def _window(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def _over_white(rgb: np.ndarray, alpha: np.ndarray, alpha_max: float) -> np.ndarray:
     """Composite ``rgb`` (uint8) with coverage ``alpha`` on white, rounding to nearest."""
+    if alpha.dtype == np.uint8 and alpha_max == 255.0 and int(alpha.min(initial=255)) == 255:
+        return np.ascontiguousarray(rgb)  # fully opaque (the usual case): nothing to blend
     if alpha_max != 255.0 or alpha.dtype != np.uint8:
         a = np.clip(np.rint(alpha.astype(np.float64) * (255.0 / alpha_max)), 0, 255)
         a = a.astype(np.uint16)

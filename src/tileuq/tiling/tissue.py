@@ -157,7 +157,7 @@ def tissue_mask(
     downsample = (w0 / tw, h0 / th)
 
     sat, val = _saturation_value(thumb)
-    grey = thumb.mean(axis=2, dtype=np.float32) / 255.0
+    grey = thumb.sum(axis=2, dtype=np.uint16).astype(np.float32) / np.float32(765.0)
     if float(np.median(grey)) < 0.25:
         method = "darkfield"
         thr = _otsu(grey, threshold_otsu)
@@ -183,8 +183,9 @@ def tissue_mask(
 
 def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """HSV saturation and value in [0, 1] of an RGB uint8 image (as skimage's rgb2hsv)."""
-    mx = rgb.max(axis=2).astype(np.float32)
-    mn = rgb.min(axis=2).astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = np.maximum(np.maximum(r, g), b).astype(np.float32)
+    mn = np.minimum(np.minimum(r, g), b).astype(np.float32)
     sat = np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
     return sat, mx / 255.0
 
