@@ -8,20 +8,21 @@ import torch
 def orthogonal_random_features(
     num_features: int, dim: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """``(num_features, dim)`` rows: orthonormal blocks scaled by chi(dim) norms."""
-    blocks = []
-    remaining = num_features
-    while remaining > 0:
-        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
-        blocks.append(q.t()[: min(dim, remaining)])
-        remaining -= dim
-    directions = torch.cat(blocks, dim=0)
+    """Return ``(num_features, dim)`` rows: orthonormal blocks scaled by chi(dim) norms.
+
+    Each block of ``dim`` rows is the transposed Q of a Gaussian matrix (Haar-distributed
+    orthonormal rows); each row is scaled by the norm of an independent N(0, I_dim) vector, so
+    rows are marginally N(0, I_dim) as in i.i.d. random Fourier features (Yu et al. 2016).
+    """
+    n_blocks = -(-num_features // dim)
+    q, _ = torch.linalg.qr(torch.randn(n_blocks, dim, dim, generator=generator))
+    directions = q.transpose(1, 2).reshape(n_blocks * dim, dim)[:num_features]
     norms = torch.randn(num_features, dim, generator=generator).norm(dim=1, keepdim=True)
     return directions * norms
 
 
 def spd_inverse(p: torch.Tensor) -> torch.Tensor:
-    """Inverse of a symmetric positive-definite matrix (float64 Cholesky, jitter, pinv)."""
+    """Invert a symmetric positive-definite matrix (float64 Cholesky, jitter, pinv fallback)."""
     p = p.to(torch.float64)
     p = 0.5 * (p + p.t())
     scale = float(p.diagonal().abs().mean()) or 1.0

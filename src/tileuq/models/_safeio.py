@@ -64,7 +64,9 @@ def torch_load_safe(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = [ln for ln in lines if "WeightsUnpickler error" in ln or "Unsupported" in ln]
+        first = (why or lines or [""])[0]
         raise ModelError(
             f"{path}: refused to load: the file contains pickled Python objects that could run "
             f"code; only plain tensors are accepted (torch.load weights_only=True). Nothing was "

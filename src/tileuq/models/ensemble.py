@@ -88,7 +88,7 @@ class DeepEnsemble(nn.Module):
         if self._stack is None or self._stack[0] != self._key():
             # stack outside inference mode (member tensors must stay usable for training)
             with torch.inference_mode(False), torch.no_grad():
-                params, buffers = torch.func.stack_module_state(list(self.members))  # type: ignore[arg-type]
+                params, buffers = torch.func.stack_module_state(list(self.members))
                 stacked = {k: v.detach() for k, v in {**params, **buffers}.items()}
                 # members now share storage with the stack: in-place updates (optimizer steps,
                 # load_state_dict, .data edits) reach both, and the weights are held once

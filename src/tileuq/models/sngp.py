@@ -220,7 +220,8 @@ class SNGPHead(nn.Module):
             )
             self._cov_used = False
         with torch.autocast(device_type=phi.device.type, enabled=False):
-            batch = (phi.t() @ phi).to(torch.float64)
+            p64 = phi.to(torch.float64)
+            batch = p64.t() @ p64
         if self.momentum < 0:
             self.precision_accum.add_(batch)
         elif int(self.num_updates) == 0:

@@ -26,6 +26,11 @@ Conventions chosen (see ``../shared/docs/sngp-reference.md`` §4 and §7):
   When a training forward sees a new input size the vectors are re-initialised for it; in eval
   the stored (training-size) vectors are used whatever the input size, so the bound refers to
   the training tile size.  Only ``padding_mode="zeros"`` is supported in operator mode.
+- **Implementation**: a ``torch.nn.utils.parametrize`` parametrization of ``weight`` (the raw
+  weight is ``<layer>.parametrizations.weight.original``).  As with torch's own
+  parametrizations, reading ``layer.weight`` computes the normalized weight, and in training
+  mode each read runs the power iteration: read parameters, not ``.weight``, in code that is
+  not a forward pass.
 - **1x1 convolutions and Linear** use the reshaped-kernel norm ``||W.reshape(C_out, -1)||_2``,
   which is exact for Linear and for 1x1 convs (a strided 1x1 conv subsamples first, which has
   norm 1, so the bound still holds).

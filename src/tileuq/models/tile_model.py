@@ -196,7 +196,7 @@ class TileModel(nn.Module):
             "calibration": self.calibration,
             "source": self.source,
             "weights": {"file": "model.safetensors", "sha256": self.model_hash},
-            "versions": {"tileuq": __version__, "torch": torch.__version__},
+            "versions": {"tileuq": __version__, "torch": str(torch.__version__)},
         }
 
     # ------------------------------------------------------------------ training protocol
@@ -234,11 +234,11 @@ class TileModel(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def _channels_last(self) -> bool:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                return m.weight.is_contiguous(memory_format=torch.channels_last) and not (
-                    m.weight.is_contiguous()
-                )
+        # look at parameters, not ``conv.weight``: a spectrally normalized weight is computed on
+        # access (and power-iterates in training mode)
+        for p in self.parameters():
+            if p.dim() == 4:
+                return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
         return False
 
     def predict(self, batch: Any, *, return_features: bool = False) -> dict[str, Any]:
@@ -269,11 +269,11 @@ class TileModel(nn.Module):
         is restored afterwards) and may be called inside ``torch.autocast``: the SNGP head,
         the scores and all outputs are computed in float32 (float64 for the covariance).
         """
-        fmt = torch.channels_last if self._channels_last() else torch.contiguous_format
         was_training = self.training
         if was_training:
             self.eval()
         try:
+            fmt = torch.channels_last if self._channels_last() else torch.contiguous_format
             with torch.inference_mode():
                 x = self.normalize(batch).contiguous(memory_format=fmt)
                 out = self.core.infer(x, return_features)  # type: ignore[operator]
