@@ -74,7 +74,7 @@ def test_coordinates_are_level0_tile_boxes(export_data) -> None:
     for f, x, y, s in zip(fc["features"], t["x"], t["y"], t["size"], strict=True):
         g = shape(f["geometry"])
         assert g.bounds == (x, y, x + s, y + s)
-        assert g.area == s * s
+        assert g.area == s * s and g.exterior.is_ccw  # RFC 7946 right-hand rule
         ring = f["geometry"]["coordinates"][0]
         assert all(isinstance(v, int) for pt in ring for v in pt)
     assert "plane" not in fc["features"][0]["geometry"]  # plane 0: QuPath's default plane
@@ -107,7 +107,8 @@ def test_merge_reduces_features_and_preserves_areas(export_data, calibrated, tmp
     for f in feats:
         assert f["properties"]["objectType"] == "annotation"
         g = shape(f["geometry"])
-        assert g.is_valid and g.geom_type == "Polygon"
+        assert g.is_valid and g.geom_type == "Polygon" and g.exterior.is_ccw
+        assert all(not ring.is_ccw for ring in g.interiors)
         by_class.setdefault(f["properties"]["classification"]["name"], []).append((f, g))
     reason = t["reason"].astype(str).to_numpy()
     groups = {c: (t["prediction"].astype(str) == c).to_numpy() for c in CLASSES}

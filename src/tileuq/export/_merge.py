@@ -98,9 +98,17 @@ def _sort_key(k: Hashable) -> tuple[str, str]:
 def polygon_coordinates(poly: shapely.Polygon, decimals: int = 2) -> list[list[list[float]]]:
     """GeoJSON ``Polygon`` coordinates (exterior ring counter-clockwise, holes clockwise).
 
+    Orientation is that of the coordinate plane (positive signed area for the exterior, the
+    RFC 7946 right-hand rule); on screen, with y pointing down, it looks mirrored.
+
     Integral coordinates are written as integers; others are rounded to ``decimals``.
     """
-    poly = shapely.orient_polygons(poly) if hasattr(shapely, "orient_polygons") else poly
+    if hasattr(shapely, "orient_polygons"):  # shapely >= 2.1
+        poly = shapely.orient_polygons(poly)
+    else:
+        from shapely.geometry.polygon import orient
+
+        poly = orient(poly, 1.0)
     rings = [poly.exterior, *poly.interiors]
     return [_ring(np.asarray(r.coords), decimals) for r in rings]
 

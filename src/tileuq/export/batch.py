@@ -88,7 +88,7 @@ def _row(folder: Path, calibration: Any, reports: bool) -> BatchRow:
         return row
     except TileuqError as exc:
         log.warning("%s: %s", folder, exc)
-        return BatchRow(folder, "unreadable", error=str(exc))
+        return BatchRow(folder, "error", error=str(exc))
 
 
 def _record(row: BatchRow, root: Path) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def write_batch_report(
     ]  # fmt: skip
     body_rows = [_cells(rec, row, root) for rec, row in zip(records, rows, strict=True)]
     n_alarm = sum(1 for r in records if r["shift"])
-    n_failed = sum(1 for r in records if r["status"] in ("failed", "unreadable"))
+    n_failed = sum(1 for r in records if r["status"] in ("failed", "error"))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     body = (
         f"<header><h1>tileuq batch report</h1><p class='sub'>{h.esc(root.resolve())} · "

@@ -100,7 +100,7 @@ def _fid(*parts: Any) -> str:
 
 
 def _box_coords(x0: float, y0: float, x1: float, y1: float) -> list[list[list[float]]]:
-    ring = [[x0, y0], [x0, y1], [x1, y1], [x1, y0], [x0, y0]]  # counter-clockwise (y down)
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]  # positive signed area (RFC 7946)
     return [[[int(v) if float(v).is_integer() else float(v) for v in p] for p in ring]]
 
 
