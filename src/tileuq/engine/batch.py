@@ -164,7 +164,8 @@ class Predictor:
                         f"out of memory running the model on {m} tiles on {self.device}"
                         + ("; use a smaller --batch-size or 'auto'" if not self.auto else "")
                     ) from exc
-                self.micro = max(1, m // 2)
+                # halve the micro-batch (keeping cut points at multiples of it), always below m
+                self.micro = max(1, min(self.micro // 2, m - 1))
                 self.backoffs += 1
                 log.warning(
                     "out of memory at batch size %d on %s; retrying with %d",

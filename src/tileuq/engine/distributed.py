@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tileuq.models import TileModel
 
 _MODEL_CACHE: dict[str, Any] = {}
+_MODEL_LOADS = 0  # models loaded by this process (workers: should stay at 1)
 _SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr")
 
 
@@ -82,7 +83,9 @@ def load_cached_model(source: str) -> TileModel:
     key = f"{source}|{stamp}"
     model = _MODEL_CACHE.get(key)
     if model is None:
+        global _MODEL_LOADS
         model = load_model(source)
+        _MODEL_LOADS += 1
         _MODEL_CACHE.clear()  # one model per worker process at a time
         _MODEL_CACHE[key] = model
     return model

@@ -1,0 +1,134 @@
+"""``tileuq run``: summary, exit codes, skipping, and kill -9 mid-run then resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from engine_helpers import saved_model
+
+import tileuq
+from tileuq.cli import main
+
+ARGS = ["--tile-px", "64", "--mpp", "2.0", "--batch-size", "8", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return saved_model(tmp_path_factory.mktemp("model") / "slim-sngp")
+
+
+def test_cli_runs_reports_and_skips(sample_slide_path, model_dir, tmp_path, capsys) -> None:
+    bad = tmp_path / "empty.svs"
+    bad.write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            str(sample_slide_path),
+            str(bad),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            *ARGS,
+        ]
+    )
+    text = capsys.readouterr()
+    assert code == 1, "a failed slide must give a non-zero exit code"
+    assert "empty.svs: error: SlideError" in text.err
+    lines = text.out.splitlines()
+    assert lines[0].split() == ["slide", "tiles", "tissue", "mm²", "flagged", "time", "status"]
+    row = next(line for line in lines if line.startswith("CMU-1-Small-Region.svs"))
+    res = tileuq.TileResults.load(out / "CMU-1-Small-Region")
+    assert row.split()[1] == str(len(res)) and row.split()[-1] == "complete"
+    assert row.split()[3] == "n/a"  # an uncalibrated model flags nothing
+    assert float(row.split()[2]) == pytest.approx(res.meta["summary"]["tissue_area_mm2"], abs=0.01)
+    assert "1 of 2 slides failed" in text.out
+    assert (out / "empty" / "error.txt").exists() and (
+        out / "CMU-1-Small-Region" / "overview.png"
+    ).exists()
+    # again, only the good slide: skipped, exit 0, results untouched
+    before = (out / "CMU-1-Small-Region" / "tiles.parquet").stat().st_mtime_ns
+    assert (
+        main(["run", str(sample_slide_path), "--model", str(model_dir), "--out", str(out), *ARGS])
+        == 0
+    )
+    assert "skipped" in capsys.readouterr().out
+    assert (out / "CMU-1-Small-Region" / "tiles.parquet").stat().st_mtime_ns == before
+
+
+def test_cli_bad_model_and_unwritable_out(sample_slide_path, tmp_path, capsys) -> None:
+    assert (
+        main(
+            [
+                "run",
+                str(sample_slide_path),
+                "--model",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
+    assert "tileuq run: error:" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert (
+        main(["run", str(sample_slide_path), "--model", "demo", "--out", str(tmp_path / "f" / "o")])
+        == 1
+    )
+    assert "not writable" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*the model was trained at")
+def test_kill_9_then_resume_gives_the_identical_table(
+    sample_slide_path, model_dir, tmp_path
+) -> None:
+    args = [
+        "--tile-px",
+        "64",
+        "--mpp",
+        "1.0",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable, "-c", "import sys; from tileuq.cli import main; sys.exit(main(sys.argv[1:]))",
+        "run", str(sample_slide_path), "--model", str(model_dir), "--out", str(out), "--no-overview", *args,
+    ]  # fmt: skip
+    parts = out / "CMU-1-Small-Region" / "parts"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.is_dir() and len([p for p in parts.iterdir() if p.suffix == ".npz"]) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(30) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "CMU-1-Small-Region" / "run.json").exists()
+    n_parts = len(list(parts.glob("*.npz")))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = tileuq.TileResults.load(out / "CMU-1-Small-Region")
+    assert resumed.meta["timings"]["tiles_resumed"] >= 4 * min(n_parts, 3)
+    # an uninterrupted run with the same arguments (same code path as the CLI)
+    ref = tmp_path / "ref"
+    outcome = tileuq.run_slides(
+        [sample_slide_path], str(model_dir), ref, overview=False,
+        tile_px=64, mpp=1.0, batch_size="4", device="cpu",
+    )[0]  # fmt: skip
+    assert outcome.status == "complete" and outcome.n_tiles == len(resumed)
+    assert (ref / "CMU-1-Small-Region" / "tiles.parquet").read_bytes() == (
+        out / "CMU-1-Small-Region" / "tiles.parquet"
+    ).read_bytes()
