@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import saved_model
 
 import tileuq
+from engine_helpers import saved_model
 from tileuq.cli import main
 
 ARGS = ["--tile-px", "64", "--mpp", "2.0", "--batch-size", "8", "--device", "cpu", "--no-progress"]
@@ -103,10 +103,9 @@ def test_kill_9_then_resume_gives_the_identical_table(
         "--no-progress",
     ]
     out = tmp_path / "killed"
-    cmd = [
-        sys.executable, "-c", "import sys; from tileuq.cli import main; sys.exit(main(sys.argv[1:]))",
-        "run", str(sample_slide_path), "--model", str(model_dir), "--out", str(out), "--no-overview", *args,
-    ]  # fmt: skip
+    code = "import sys; from tileuq.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", code, "run", str(sample_slide_path), "--model", str(model_dir)]
+    cmd += ["--out", str(out), "--no-overview", *args]
     parts = out / "CMU-1-Small-Region" / "parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

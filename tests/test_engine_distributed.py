@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from engine_helpers import saved_model
 
 import tileuq
+from engine_helpers import saved_model
 
 pytest.importorskip("distributed")
 KW = {"tile_px": 64, "mpp": 2.0, "batch_size": 8, "device": "cpu"}

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from engine_helpers import FAST, slim_model
 
 import tileuq
+from engine_helpers import FAST, slim_model
 from tileuq.engine import TileResults
 from tileuq.errors import ResultsError, TilingError
 

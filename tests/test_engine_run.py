@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from engine_helpers import CLASSES, FAST, slim_model
 
 import tileuq
+from engine_helpers import CLASSES, FAST, slim_model
 from tileuq.engine import Progress, TileResults
 
 
@@ -24,7 +24,7 @@ def sample_results(sample_slide_path, sngp, tmp_path_factory):
 
 
 def test_table_matches_grid_and_model(sample_slide_path, sngp, sample_results) -> None:
-    out, items = sample_results
+    _, items = sample_results
     res = items[-1]
     assert isinstance(res, TileResults)
     with tileuq.open_slide(sample_slide_path) as slide:
