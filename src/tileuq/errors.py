@@ -25,3 +25,7 @@ class CalibrationError(TileuqError, ValueError):
 
 class ResultsError(TileuqError):
     """Result files are missing, corrupt, or would be mixed with an incompatible run."""
+
+
+class DataError(TileuqError, ValueError):
+    """A labelled tile folder or split file (training / evaluation data) is invalid."""
