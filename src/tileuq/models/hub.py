@@ -107,15 +107,14 @@ def resolve_hf(uri: str) -> Path:
         snapshot = _cache_lookup(repo_id, revision, cache)
     target = None if snapshot is None else (snapshot / name if name else snapshot)
     if target is None or not target.exists():
-        why = (
-            "offline (HF_HUB_OFFLINE is set)"
-            if _offline()
-            else "huggingface_hub is not installed"
-            if snapshot_download is None
-            else f"the Hub could not be reached ({type(online_error).__name__}: {online_error})"
-            if online_error is not None
-            else "it is not in the repository"
-        )
+        if snapshot_download is None:
+            why = "huggingface_hub is not installed (pip install huggingface_hub)"
+        elif _offline():
+            why = "offline (HF_HUB_OFFLINE is set)"
+        elif online_error is not None:
+            why = f"the Hub could not be reached ({type(online_error).__name__}: {online_error})"
+        else:
+            why = "it is not in the repository"
         raise ModelError(
             f"{uri}: model not found in the local Hugging Face cache ({cache}) and {why}; "
             "connect to the internet once (or copy the model folder) and try again"

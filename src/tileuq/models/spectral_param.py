@@ -39,7 +39,7 @@ class BoundedSpectralNorm(nn.Module):
         self.bound = float(bound)
         self.n_power_iterations = int(n_power_iterations)
         self.eps = float(eps)
-        self._cache: tuple[tuple[Any, ...], float] | None = None
+        self._cache: tuple[tuple[Any, ...], float, torch.Tensor | None] | None = None
 
     # subclasses: _ready(), _init_state(w), _iterate(w, n), _sigma(w) (all float32, no grad)
     def _ready(self) -> bool:
@@ -66,26 +66,36 @@ class BoundedSpectralNorm(nn.Module):
             return float(self._sigma(w))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if not self.training and self._ready():
+            # eval: no iteration; the factor (and, without autograd, the rescaled weight) is
+            # cached until the weight or the power-iteration state changes
+            key = (
+                _version_key(weight),
+                weight.device,
+                weight.dtype,
+                *(_version_key(b) for b in self._state()),
+            )
+            if self._cache is None or self._cache[0] != key:
+                with torch.no_grad(), _no_autocast(weight):
+                    sigma = float(self._sigma(weight.detach().float()))
+                self._cache = (key, max(1.0, sigma / self.bound), None)
+            _, factor, cached = self._cache
+            if factor == 1.0:
+                return weight
+            if torch.is_grad_enabled():
+                return weight / factor
+            if cached is None:
+                cached = weight / factor
+                self._cache = (key, factor, cached)
+            return cached
         with torch.no_grad(), _no_autocast(weight):
             w = weight.detach().float()
             if not self._ready():
                 self._init_state(w)
             if self.training:
                 self._iterate(w, self.n_power_iterations)
-                self._cache = None
-                factor = max(1.0, float(self._sigma(w)) / self.bound)
-            else:
-                key = (
-                    _version_key(weight),
-                    weight.device,
-                    weight.dtype,
-                    *(_version_key(b) for b in self._state()),
-                )
-                if self._cache is not None and self._cache[0] == key:
-                    factor = self._cache[1]
-                else:
-                    factor = max(1.0, float(self._sigma(w)) / self.bound)
-                    self._cache = (key, factor)
+            self._cache = None
+            factor = max(1.0, float(self._sigma(w)) / self.bound)
         return weight if factor == 1.0 else weight / factor
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
