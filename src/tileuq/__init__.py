@@ -44,7 +44,33 @@ _LAZY: dict[str, str] = {
     "shift_test": "tileuq.uncertainty",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "Calibration",
+    "CalibrationError",
+    "ModelError",
+    "ResultsError",
+    "Slide",
+    "SlideError",
+    "TileGrid",
+    "TileModel",
+    "TileResults",
+    "TileSpec",
+    "TileuqError",
+    "TilingError",
+    "TissueMask",
+    "__version__",
+    "build_model",
+    "calibrate",
+    "iter_run_slide",
+    "load_model",
+    "open_slide",
+    "run_slide",
+    "run_slides",
+    "shift_test",
+    "tile_grid",
+    "tissue_mask",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
