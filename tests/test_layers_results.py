@@ -106,8 +106,9 @@ def test_class_colours_names_and_empty_cells():
 def test_heatmaps_nan_where_no_tile_and_percentile_limits():
     res = synthetic_results(500)
     heat = _by_kind(from_results(res))["heatmap"]
-    assert [kw["metadata"]["tileuq"]["score"] for _, kw, _ in heat] == res.score_names
-    assert sum(kw["visible"] for _, kw, _ in heat) == 1
+    names = [kw["metadata"]["tileuq"]["score"] for _, kw, _ in heat]
+    assert sorted(names) == sorted(res.score_names) and names[0] == "variance"  # primary first
+    assert not any(kw["visible"] for _, kw, _ in heat)
     data, kw, kind = next(h for h in heat if h[1]["metadata"]["tileuq"]["score"] == "entropy")
     assert kind == "image" and kw["colormap"] == "magma"
     assert np.isnan(data).sum() == data.size - len(res.table)
@@ -125,7 +126,7 @@ def test_heatmap_limits_and_threshold_from_calibration():
     assert meta["threshold"] == pytest.approx(cal.thresholds["entropy"])
     assert lo <= meta["threshold"] <= hi
     assert meta["threshold_position"] == pytest.approx((meta["threshold"] - lo) / (hi - lo))
-    assert kw["visible"]  # the calibration's primary score is the one shown
+    assert heat[0][1]["metadata"]["tileuq"]["score"] == cal.score  # the primary one first
 
 
 def test_rejected_layer_matches_calibration_apply():

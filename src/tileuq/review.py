@@ -56,6 +56,7 @@ __all__ = [
     "decided_rows",
     "decision_for_tile",
     "decisions_grid_codes",
+    "describe_tile",
     "match_decisions",
     "next_undecided",
     "primary_score",
@@ -197,13 +198,29 @@ def decision_for_tile(
         prediction=prediction,
         decision=decision,
         label=label if decision == "relabel" else None,
-        reviewer=_reviewer() if reviewer is None else reviewer,
+        reviewer=default_reviewer() if reviewer is None else reviewer,
         tile_px=int(tile_px) if tile_px is not None else None,
         **extra,
     )
 
 
-def _reviewer() -> str:
+def describe_tile(results: Any, index: int) -> str:
+    """Two lines about a tile for people: position, prediction, top probabilities, scores."""
+    t = results.table.iloc[int(index)]
+    probs = sorted(
+        ((float(t[f"prob_{c}"]), c) for c in results.classes if f"prob_{c}" in t.index),
+        reverse=True,
+    )
+    top = ", ".join(f"{c} {p:.2f}" for p, c in probs[:3])
+    scores = ", ".join(f"{s} {float(t[s]):.3g}" for s in results.score_names if s in t.index)
+    reason = f" — rejected: {t['reason']}" if "reason" in t.index and t["reason"] else ""
+    return (
+        f"x={int(t['x'])}, y={int(t['y'])}: predicted {t['prediction']} ({top}){reason}\n{scores}"
+    )
+
+
+def default_reviewer() -> str:
+    """Return the login name, or ``""`` when there is none."""
     try:
         return getpass.getuser()
     except Exception:  # no login name (containers)
@@ -342,7 +359,9 @@ def decided_rows(table: pd.DataFrame, decisions: pd.DataFrame) -> set[int]:
     return {int(i) for i in idx if i >= 0}
 
 
-def next_undecided(queue: Sequence[int], decided: set[int], start: int = 0, step: int = 1) -> int:
+def next_undecided(
+    queue: Sequence[int] | np.ndarray, decided: set[int], start: int = 0, step: int = 1
+) -> int:
     """Position in ``queue`` of the first undecided tile from ``start`` in direction ``step``.
 
     Returns ``start`` clipped to the queue when every tile from there on is decided.

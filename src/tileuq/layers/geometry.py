@@ -100,7 +100,7 @@ class TileGeometry:
         n_planes = max(planes, max(run_planes, default=0) + 1)
         if slide_scale is not None:
             sy, sx = (float(v) for v in list(slide_scale)[-2:])
-            has_mpp = (sy, sx) != (1.0, 1.0)
+            has_mpp = bool(slide.get("mpp"))
         elif slide.get("mpp"):
             mx, my = (float(v) for v in slide["mpp"])
             sy, sx, has_mpp = my, mx, True
@@ -133,6 +133,12 @@ class TileGeometry:
     def units(self) -> str:
         """World units: ``"µm"`` or ``"px"`` (level-0 pixels)."""
         return "µm" if self.has_mpp else "px"
+
+    @property
+    def layer_units(self) -> tuple[str, ...]:
+        """Napari ``units`` of every result layer (as the slide layer's: µm or pixel)."""
+        unit = "µm" if self.has_mpp else "pixel"
+        return ("pixel", unit, unit) if self.stacked else (unit, unit)
 
     @property
     def grid_scale(self) -> tuple[float, ...]:

@@ -122,6 +122,7 @@ def rejected_layer(
         "name": name,
         "scale": geometry.grid_scale,
         "translate": geometry.grid_translate,
+        "units": geometry.layer_units,
         "colormap": _colormap(),
         "features": _features(),
         "opacity": 0.6,

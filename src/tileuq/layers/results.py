@@ -57,6 +57,7 @@ def class_layer(
         "name": name,
         "scale": geometry.grid_scale,
         "translate": geometry.grid_translate,
+        "units": geometry.layer_units,
         "colormap": cmap,
         "features": features,
         "opacity": 0.45,
@@ -122,6 +123,7 @@ def heatmap_layer(
         "name": name or f"uncertainty: {score}",
         "scale": geometry.grid_scale,
         "translate": geometry.grid_translate,
+        "units": geometry.layer_units,
         "colormap": HEATMAP_COLORMAP,
         "contrast_limits": (lo, hi),
         "interpolation2d": "nearest",
@@ -155,8 +157,9 @@ def from_results(
         mark the thresholds).  ``None``: use the table's ``rejected``/``reason`` columns when
         present.
     scores
-        Scores to draw as heatmaps (default: every score of the model).  Only the primary one
-        (the calibration's, else the model's most informative) is visible at first.
+        Scores to draw as heatmaps (default: every score of the model).  They start hidden
+        (the class map, rejected regions and flagged tiles are the first view); the heatmap of
+        the primary score (the calibration's, else the model's most informative) comes first.
     slide_scale, slide_translate
         The slide image layer's ``scale``/``translate`` when they differ from the convention
         (``scale`` = mpp in µm, ``translate`` = 0).
@@ -196,6 +199,7 @@ def from_results(
     }
     names = list(results.score_names) if scores is None else list(scores)
     primary = primary_score(results, calibration)
+    names.sort(key=lambda s: s != primary)  # stable: the primary score's heatmap first
     layers: list[LayerDataTuple] = [
         class_layer(results, geometry, name=f"{prefix}classes", metadata=base)
     ]
@@ -207,7 +211,7 @@ def from_results(
                 s,
                 calibration=calibration,
                 name=f"{prefix}uncertainty: {s}",
-                visible=s == primary,
+                visible=False,
                 metadata=base,
             )
         )
