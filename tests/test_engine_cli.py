@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 import tileuq
-from engine_helpers import saved_model
+from engine_helpers import FAST, saved_model, slim_model
 from tileuq.cli import main
+from tileuq.engine.flagging import flagged_fraction
+from tileuq.uncertainty import calibrate_scores
 
 ARGS = ["--tile-px", "64", "--mpp", "2.0", "--batch-size", "8", "--device", "cpu", "--no-progress"]
 
@@ -131,3 +133,23 @@ def test_kill_9_then_resume_gives_the_identical_table(
     assert (ref / "CMU-1-Small-Region" / "tiles.parquet").read_bytes() == (
         out / "CMU-1-Small-Region" / "tiles.parquet"
     ).read_bytes()
+
+
+def test_summary_reports_the_fraction_flagged_by_the_models_calibration(
+    sample_slide_path, tmp_path
+) -> None:
+    model = slim_model("sngp")
+    first = tileuq.run_slide(sample_slide_path, model, **FAST)
+    # thresholds fitted on this slide's own scores (plumbing only, not a valid calibration)
+    cal = calibrate_scores(
+        {"entropy": first.table["entropy"].to_numpy()},
+        target_coverage=0.7,
+        guarantee="marginal",
+        model_hash=model.model_hash,
+    )
+    model.calibration = cal.to_dict()
+    outcome = tileuq.run_slides([sample_slide_path], model, tmp_path, overview=False, **FAST)[0]
+    expected = float(cal.apply(first).table["rejected"].mean())
+    assert outcome.flagged == pytest.approx(expected) and 0 < expected < 1
+    res = tileuq.TileResults.load(outcome.folder)
+    assert flagged_fraction(res) == pytest.approx(expected)

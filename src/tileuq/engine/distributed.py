@@ -131,7 +131,7 @@ def write_overview(source: str, results: TileResults, path: Path) -> None:
     from tileuq.slide import open_slide
 
     with open_slide(source) as slide:
-        thumb = slide.thumbnail(1024, plane=results.planes[0])
+        thumb = slide.thumbnail(768, plane=results.planes[0])
     draw_overview(results, thumb, path)
 
 
