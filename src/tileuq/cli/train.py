@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any
 
 METHOD_CHOICES = ("sngp", "ensemble", "mc_dropout", "deterministic")
+_LABELS = {
+    "precise_bn": "BatchNorm statistics",
+    "final_pass": "SNGP precision",
+    "evaluate": "validation",
+    "save": "saving",
+}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -150,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
                     f" | val NLL {r['val_nll']:.4f} acc {r['val_acc']:.3f} "
                     f"ECE {r['val_ece']:.3f}{mark}"
                 )
-            elif p.stage in ("final_pass", "evaluate", "save"):
-                bar.set_description(p.stage.replace("_", " "))
+            elif p.stage in ("precise_bn", "final_pass", "evaluate", "save"):
+                key = None
+                bar.reset(total=1)
+                bar.set_postfix_str("", refresh=False)
+                bar.set_description(_LABELS[p.stage])
     finally:
         bar.close()
     val = result.metrics["final"]["val"]
