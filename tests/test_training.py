@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from tileuq.models.splits import data_hash, read_split, stratified_split
 from tileuq.models.training import iter_train, rebuild_precision
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "sample_data" / "demo_model"
+SPLIT = REPO / "benchmarks" / "splits" / "colorectal_split.json"
 COLOURS = {"a": (200, 80, 150), "b": (90, 60, 160), "c": (235, 215, 225)}
 FAST = {"backbone": "resnet_slim", "tile_px": 32, "batch_size": 8, "threads": 2}
 
@@ -284,6 +287,45 @@ def test_cli_train(tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "empty").mkdir()
     assert main(["train", "--tiles", str(tmp_path / "empty"), "--out", str(out)]) == 1
     assert "no class sub-folders" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the demo model
+def test_demo_model_loads_with_classes_and_colours(sample_slide_path: Path) -> None:
+    model = tileuq.load_model(DEMO)
+    assert model.method == "sngp" and model.backbone == "resnet_slim"
+    assert model.classes == ["AC", "H", "S", "T", "V"]
+    assert len(set(model.colors)) == 5 and all(c.startswith("#") for c in model.colors)
+    assert model.mpp is not None and "estimated" in model.training_info["mpp_note"]
+    assert sum(f.stat().st_size for f in DEMO.iterdir()) < 8e6
+    # out of domain (skin), but it must give valid outputs on a real slide tile
+    from tileuq.slide import open_slide
+
+    with open_slide(sample_slide_path) as slide:
+        region = slide.read_region((800, 1200), 0, (448, 448))
+    tile = np.array(Image.fromarray(region).resize((model.tile_px,) * 2))[None]
+    pred = model.predict(tile)
+    assert torch.isfinite(pred["probabilities"]).all()
+    assert 0.0 < float(pred["variance"][0]) <= 1.5
+
+
+@pytest.mark.shared
+def test_demo_model_accuracy_on_test_split(shared_data: Path) -> None:
+    root = shared_data / "tiles" / "colorectal_polyp_flagy_5class"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    model = tileuq.load_model(DEMO)
+    split = read_split(SPLIT)
+    folder = scan_tile_folder(root, model.classes)
+    assert split["data_hash"] == data_hash(folder)
+    idx = folder.indices_of(split["splits"]["test"])
+    imgs = np.stack([read_image(folder.path(int(i)), model.tile_px) for i in idx])
+    probs = torch.cat(
+        [model.predict(imgs[i : i + 64])["probabilities"] for i in range(0, len(imgs), 64)]
+    )
+    acc = float((probs.argmax(-1).numpy() == folder.labels[idx]).mean())
+    assert acc >= 0.5, f"demo test accuracy {acc:.3f} (chance 0.2)"
+    nll = float(-torch.log(probs[torch.arange(len(idx)), folder.labels[idx]]).mean())
+    assert nll < math.log(5), f"demo test NLL {nll:.3f} is no better than uniform"
 
 
 def test_rebuild_precision_counts_tiles() -> None:
