@@ -42,6 +42,13 @@ def test_mpp_mismatch_warns_with_the_numbers(sample_slide_path, model) -> None:
         tileuq.run_slide(sample_slide_path, model, mpp=4.0, tile_px=64, device="cpu")
 
 
+def test_tile_size_other_than_the_models_warns_and_runs(sample_slide_path, model) -> None:
+    with pytest.warns(UserWarning, match="tiles of 96 px but the model was trained on 64 px"):
+        res = tileuq.run_slide(sample_slide_path, model, tile_px=96, mpp=2.0, device="cpu")
+    with tileuq.open_slide(sample_slide_path) as slide:
+        assert len(res) == len(tileuq.tile_grid(slide, tile_px=96, mpp=2.0)) > 0
+
+
 def test_slide_coarser_than_tiles_warns(sample_slide_path) -> None:
     fine = slim_model("deterministic", mpp=0.25)
     with tileuq.open_slide(sample_slide_path) as slide:

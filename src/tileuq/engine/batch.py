@@ -131,9 +131,9 @@ class Predictor:
         """``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast dtype)."""
         return "float32" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1]
 
-    def allocate(self, n: int) -> tuple[Any, np.ndarray]:
+    def allocate(self, n: int, tile_px: int) -> tuple[Any, np.ndarray]:
         """Allocate a tile buffer for the reader: pinned memory on CUDA, plain numpy elsewhere."""
-        h = w = int(self.model.tile_px)
+        h = w = int(tile_px)
         if self.device.type == "cuda":
             t = torch.empty((n, h, w, 3), dtype=torch.uint8, pin_memory=True)
             return t, t.numpy()

@@ -220,7 +220,7 @@ def iter_run_slide(
             (tile_px, tile_px),
             threads=workers or default_reader_threads(),
             prefetch=prefetch,
-            allocate=_ring_allocator(predictor, prefetch),
+            allocate=_ring_allocator(predictor, prefetch, tile_px),
         )
         done = n_resumed
         t_inf = time.perf_counter()
@@ -359,7 +359,9 @@ def _unpermute(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ring_allocator(predictor: Predictor, prefetch: int) -> Callable[[int], tuple[Any, np.ndarray]]:
+def _ring_allocator(
+    predictor: Predictor, prefetch: int, tile_px: int
+) -> Callable[[int], tuple[Any, np.ndarray]]:
     """Reuse ``prefetch + 2`` batch buffers (pinned on CUDA) instead of allocating each batch."""
     ring: list[tuple[Any, np.ndarray]] = []
     counter = iter(range(1 << 62))
@@ -368,7 +370,7 @@ def _ring_allocator(predictor: Predictor, prefetch: int) -> Callable[[int], tupl
     def allocate(n: int) -> tuple[Any, np.ndarray]:
         k = next(counter) % (prefetch + 2)
         if len(ring) <= k:
-            ring.append(predictor.allocate(size))
+            ring.append(predictor.allocate(size, tile_px))
         buf, view = ring[k]
         return (buf[:n] if buf is not None else None), view[:n]
 
