@@ -10,15 +10,17 @@ Prints, in one run:
 - MC dropout (T=20, dropout before the head) time / deterministic time;
 - the one-off covariance (Cholesky) time for 1024 random features.
 
-Writes ``benchmarks/results/models.json``.  Timings are medians of repeated runs under
-``torch.inference_mode()`` on the current device (CPU unless CUDA is available); set
-``TILEUQ_BENCH_THREADS`` to pin the CPU thread count.
+Writes ``benchmarks/results/models.json``.  Candidates are timed in interleaved rounds (same
+share of a shared machine's load); ratios use the minima (medians are in the JSON).  Runs
+under ``torch.inference_mode()`` (``predict``) on the current device (CPU unless CUDA is
+available); set ``TILEUQ_BENCH_THREADS`` to pin the CPU thread count.
 
 Run: ``.venv/bin/python benchmarks/models.py [--quick]``
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import statistics
@@ -33,18 +35,28 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _timeit(fn: Callable[[], Any], reps: int, device: torch.device) -> float:
-    fn()  # warm-up (also builds caches: SN sigma, covariance, stacked ensemble)
-    times = []
+def _race(fns: dict[str, Callable[[], Any]], reps: int, device: torch.device) -> dict[str, Any]:
+    """Time several functions in interleaved rounds; return min and median per name.
+
+    Interleaving gives every candidate the same share of a shared machine's load; the minimum
+    (least disturbed run) is the figure compared, the median is kept for reference.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (builds caches: SN sigma, covariance, stacked ensemble)
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {
+        "min": {k: min(v) for k, v in times.items()},
+        "median": {k: statistics.median(v) for k, v in times.items()},
+    }
 
 
 def _tiles(n: int, px: int, device: torch.device) -> torch.Tensor:
@@ -72,13 +84,16 @@ def sngp_head_ratio(device: torch.device, batch: int, reps: int) -> dict[str, An
             raw, var = head.logits_and_variance(feats)
             head.mean_field_logits(raw, var)
 
-        t_backbone = _timeit(lambda: net.forward_features(x), reps, device)
-        t_head = _timeit(run_head, reps * 5, device)
+        inner = _race({"backbone": lambda: net.forward_features(x), "head": run_head}, reps, device)
     det = tileuq.build_model("deterministic", "resnet18", num_classes=5, tile_px=224).to(device)
-    t_predict_sngp = _timeit(lambda: model.predict(tiles), reps, device)
-    t_predict_det = _timeit(lambda: det.predict(tiles), reps, device)
+    outer = _race(
+        {"sngp": lambda: model.predict(tiles), "deterministic": lambda: det.predict(tiles)},
+        reps,
+        device,
+    )
     head.reset_precision()
-    t_cov = _timeit(lambda: (setattr(head, "_cov_valid", False), head.finalize()), 3, device)
+    t_cov = _race({"cov": lambda: (setattr(head, "_cov_valid", False), head.finalize())}, 3, device)
+    t_backbone, t_head = inner["min"]["backbone"], inner["min"]["head"]
     return {
         "backbone": "resnet18",
         "tile_px": 224,
@@ -86,11 +101,12 @@ def sngp_head_ratio(device: torch.device, batch: int, reps: int) -> dict[str, An
         "backbone_s": t_backbone,
         "head_s": t_head,
         "head_over_backbone": t_head / t_backbone,
+        "head_over_backbone_median": inner["median"]["head"] / inner["median"]["backbone"],
         "goal": 0.03,
-        "predict_sngp_s": t_predict_sngp,
-        "predict_deterministic_s": t_predict_det,
-        "predict_sngp_over_deterministic": t_predict_sngp / t_predict_det,
-        "covariance_1024_s": t_cov,
+        "predict_sngp_s": outer["min"]["sngp"],
+        "predict_deterministic_s": outer["min"]["deterministic"],
+        "predict_sngp_over_deterministic": outer["min"]["sngp"] / outer["min"]["deterministic"],
+        "covariance_1024_s": t_cov["min"]["cov"],
     }
 
 
@@ -103,18 +119,31 @@ def ensemble_ratio(
     ens = tileuq.build_model("ensemble", backbone, num_classes=5, tile_px=px, num_members=k).to(
         device
     )
+    mc = tileuq.build_model("mc_dropout", backbone, num_classes=5, tile_px=px).to(device)
+    ens_looped = ens
+    ens_batched = copy.deepcopy(ens)
+    ens_looped.core.ensemble.mode = "looped"
+    ens_batched.core.ensemble.mode = "batched"
     tiles = _tiles(batch, px, device)
-    t_single = _timeit(lambda: single.predict(tiles), reps, device)
+    r = _race(
+        {
+            "single": lambda: single.predict(tiles),
+            "looped": lambda: ens_looped.predict(tiles),
+            "batched": lambda: ens_batched.predict(tiles),
+            "mc_dropout": lambda: mc.predict(tiles),
+        },
+        reps,
+        device,
+    )
     out: dict[str, Any] = {"backbone": backbone, "tile_px": px, "batch": batch, "members": k}
+    t_single = r["min"]["single"]
     out["single_s"] = t_single
     for mode in ("looped", "batched"):
-        ens.core.ensemble.mode = mode
-        t = _timeit(lambda: ens.predict(tiles), reps, device)
-        out[f"{mode}_s"] = t
-        out[f"{mode}_over_k_single"] = t / (k * t_single)
+        out[f"{mode}_s"] = r["min"][mode]
+        out[f"{mode}_over_k_single"] = r["min"][mode] / (k * t_single)
+        out[f"{mode}_over_k_single_median"] = r["median"][mode] / (k * r["median"]["single"])
     out["faster"] = "batched" if out["batched_s"] < out["looped_s"] else "looped"
-    mc = tileuq.build_model("mc_dropout", backbone, num_classes=5, tile_px=px).to(device)
-    out["mc_dropout_T20_over_single"] = _timeit(lambda: mc.predict(tiles), reps, device) / t_single
+    out["mc_dropout_T20_over_single"] = r["min"]["mc_dropout"] / t_single
     return out
 
 
@@ -151,7 +180,7 @@ def main() -> int:
     configs = [("resnet_slim", 96, 64)] + ([] if quick else [("resnet18", 224, big_batch)])
     results["ensemble"] = []
     for backbone, px, batch in configs:
-        e = ensemble_ratio(device, backbone, px, batch, max(2, reps - 2))
+        e = ensemble_ratio(device, backbone, px, batch, reps if backbone == "resnet_slim" else 3)
         results["ensemble"].append(e)
         print(
             f"Ensemble K=5 ({backbone}, {px} px, batch {batch}): "

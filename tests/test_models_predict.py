@@ -166,3 +166,13 @@ def test_build_model_argument_errors() -> None:
         )
     with pytest.raises(tileuq.ModelError, match="num_classes or classes"):
         tileuq.build_model("deterministic", "resnet_slim")
+
+
+def test_eval_forward_with_autograd_after_predict() -> None:
+    """Caches filled under inference_mode must not break a later eval pass with gradients."""
+    model = tileuq.build_model("sngp", "resnet_slim", num_classes=C, num_inducing=32, tile_px=PX)
+    model.predict(TILES)
+    model.eval()
+    x = torch.from_numpy(TILES).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
+    model(x).sum().backward()  # e.g. a saliency map
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

@@ -188,3 +188,41 @@ def test_random_features_approximate_the_rbf_kernel() -> None:
     k = float(head.random_features_of(x) @ head.random_features_of(y).t())
     rbf = math.exp(-float(((x - y) ** 2).sum()) / (2 * 2.0**2))
     assert k == pytest.approx(rbf, abs=0.03)
+
+
+def test_tile_model_training_protocol() -> None:
+    """What a trainer does: raw-logit loss, reset each epoch, validate, finalize."""
+    import warnings
+
+    import tileuq
+
+    model = tileuq.build_model(
+        "sngp", "resnet_slim", num_classes=2, tile_px=32, num_inducing=32, num_data=8
+    )
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 0, 1])
+    params = [p for m in model.members for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.05)
+    head = model.sngp_heads()[0]
+    conv = model.members[0].conv1.parametrizations["weight"]
+    before = conv.original.detach().clone()
+    for _ in range(2):  # two epochs of two batches (8 samples)
+        model.train()
+        model.reset_precision()
+        for _ in range(2):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert int(head.seen) == 8
+        val = model.predict(x)  # validation: computes the covariance, mutates nothing
+        assert int(head.seen) == 8 and model.training
+        assert bool((val["variance"] < 1.0).all())
+    assert not torch.equal(conv.original, before)  # gradients reached the SN backbone
+    model.eval()
+    model.finalize()
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(RuntimeError, match="reset_precision"):
+            model(x)  # a third epoch without reset: 12 > num_data

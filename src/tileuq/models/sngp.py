@@ -167,6 +167,9 @@ class SNGPHead(nn.Module):
         self.register_buffer("covariance", torch.empty(0, dtype=torch.float64), persistent=False)
         self._cov_valid = False
         self._cov_used = False  # covariance computed since the last reset (forgotten-reset guard)
+        # host-side mirrors of ``seen`` / ``num_updates``: no device sync in the training loop
+        self._n_seen = 0
+        self._n_updates = 0
 
     # ------------------------------------------------------------------ dtype/device handling
     def _apply(self, fn: Any, recurse: bool = True) -> SNGPHead:
@@ -182,6 +185,7 @@ class SNGPHead(nn.Module):
         self._cov_valid = False
         self._cov_used = False
         super()._load_from_state_dict(state_dict, prefix, *args)
+        self._n_seen, self._n_updates = int(self.seen), int(self.num_updates)
 
     # ------------------------------------------------------------------ forward
     def random_features_of(self, features: torch.Tensor) -> torch.Tensor:
@@ -224,16 +228,18 @@ class SNGPHead(nn.Module):
             batch = p64.t() @ p64
         if self.momentum < 0:
             self.precision_accum.add_(batch)
-        elif int(self.num_updates) == 0:
+        elif self._n_updates == 0:
             self.precision_accum.copy_(batch / b)
         else:
             self.precision_accum.mul_(self.momentum).add_(batch, alpha=(1 - self.momentum) / b)
         self.seen.add_(b)
         self.num_updates.add_(1)
+        self._n_seen += b
+        self._n_updates += 1
         self._cov_valid = False
-        if self.momentum < 0 and self.num_data is not None and int(self.seen) > self.num_data:
+        if self.momentum < 0 and self.num_data is not None and self._n_seen > self.num_data:
             raise RuntimeError(
-                f"SNGPHead accumulated {int(self.seen)} samples but num_data={self.num_data}: "
+                f"SNGPHead accumulated {self._n_seen} samples but num_data={self.num_data}: "
                 "reset_precision() was not called at the start of the epoch"
             )
 
@@ -243,6 +249,7 @@ class SNGPHead(nn.Module):
             self.precision_accum.zero_()
             self.seen.zero_()
             self.num_updates.zero_()
+        self._n_seen = self._n_updates = 0
         self._cov_valid = False
         self._cov_used = False
 
@@ -257,7 +264,7 @@ class SNGPHead(nn.Module):
         if not self._cov_valid or self.covariance.shape != self.precision_accum.shape:
             self.covariance = spd_inverse(self.precision())
             self._cov_valid = True
-        self._cov_used = int(self.num_updates) > 0
+        self._cov_used = self._n_updates > 0
         return self.covariance
 
     # ------------------------------------------------------------------ inference

@@ -40,18 +40,18 @@ class SpectralBatchNorm2d(nn.BatchNorm2d):
 
     def lipschitz(self) -> float:
         """Eval-mode Lipschitz constant of the (bounded) layer."""
-        factor, lip = self._factor_and_lip()
-        return lip / factor
+        lip = self._lip()
+        return float("nan") if lip is None else float(lip / torch.clamp(lip / self.bound, min=1.0))
 
-    def _factor_and_lip(self) -> tuple[float, float]:
+    def _lip(self) -> torch.Tensor | None:
+        """``max_c |gamma_c| / sqrt(running_var_c + eps)`` (a device scalar, no gradient)."""
+        if self.running_var is None:
+            return None
         with torch.no_grad():
-            gamma = self.weight.detach().float() if self.weight is not None else None
-            rv = self.running_var
-            if rv is None:
-                return 1.0, float("nan")
-            scale = (rv.float() + self.eps).rsqrt()
-            lip = float((gamma.abs() * scale).max() if gamma is not None else scale.max())
-        return max(1.0, lip / self.bound), lip
+            scale = (self.running_var.float() + self.eps).rsqrt()
+            if self.weight is not None:
+                scale = self.weight.detach().float().abs() * scale
+            return scale.max()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         self._check_input_dim(x)
@@ -60,8 +60,10 @@ class SpectralBatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
             eaf = 1.0 / float(self.num_batches_tracked) if self.momentum is None else eaf
         bn_training = self.training or (self.running_mean is None and self.running_var is None)
-        factor, _ = self._factor_and_lip()
-        weight = self.weight if (self.weight is None or factor == 1.0) else self.weight / factor
+        lip = self._lip()
+        weight: torch.Tensor | None = self.weight
+        if weight is not None and lip is not None:  # device tensors: no host sync
+            weight = weight / torch.clamp(lip / self.bound, min=1.0).to(weight.dtype)
         use_stats = not self.training or self.track_running_stats
         return F.batch_norm(
             x,

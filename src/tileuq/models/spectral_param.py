@@ -39,7 +39,7 @@ class BoundedSpectralNorm(nn.Module):
         self.bound = float(bound)
         self.n_power_iterations = int(n_power_iterations)
         self.eps = float(eps)
-        self._cache: tuple[tuple[Any, ...], float, torch.Tensor | None] | None = None
+        self._cache: tuple[tuple[Any, ...], torch.Tensor, bool, torch.Tensor | None] | None = None
 
     # subclasses: _ready(), _init_state(w), _iterate(w, n), _sigma(w) (all float32, no grad)
     def _ready(self) -> bool:
@@ -65,9 +65,13 @@ class BoundedSpectralNorm(nn.Module):
                 self._init_state(w)
             return float(self._sigma(w))
 
+    def _scale(self, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # max(1, sigma_hat / bound) as a device tensor (no host sync), no gradient
+        return torch.clamp(self._sigma(w) / self.bound, min=1.0).to(dtype)
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if not self.training and self._ready():
-            # eval: no iteration; the factor (and, without autograd, the rescaled weight) is
+            # eval: no iteration; the scale (and, without autograd, the rescaled weight) is
             # cached until the weight or the power-iteration state changes
             key = (
                 _version_key(weight),
@@ -76,17 +80,18 @@ class BoundedSpectralNorm(nn.Module):
                 *(_version_key(b) for b in self._state()),
             )
             if self._cache is None or self._cache[0] != key:
-                with torch.no_grad(), _no_autocast(weight):
-                    sigma = float(self._sigma(weight.detach().float()))
-                self._cache = (key, max(1.0, sigma / self.bound), None)
-            _, factor, cached = self._cache
-            if factor == 1.0:
+                # a normal (non-inference) tensor, so an eval forward with autograd can use it
+                with torch.inference_mode(False), torch.no_grad(), _no_autocast(weight):
+                    scale = self._scale(weight.detach().float(), weight.dtype)
+                self._cache = (key, scale, bool(scale == 1.0), None)
+            _, scale, is_one, cached = self._cache
+            if is_one:
                 return weight
             if torch.is_grad_enabled():
-                return weight / factor
+                return weight / scale
             if cached is None:
-                cached = weight / factor
-                self._cache = (key, factor, cached)
+                cached = weight / scale
+                self._cache = (key, scale, is_one, cached)
             return cached
         with torch.no_grad(), _no_autocast(weight):
             w = weight.detach().float()
@@ -95,8 +100,8 @@ class BoundedSpectralNorm(nn.Module):
             if self.training:
                 self._iterate(w, self.n_power_iterations)
             self._cache = None
-            factor = max(1.0, float(self._sigma(w)) / self.bound)
-        return weight if factor == 1.0 else weight / factor
+            scale = self._scale(w, weight.dtype)
+        return weight / scale
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         # u/v may not exist yet (conv state is created on first forward): adopt stored shapes.
