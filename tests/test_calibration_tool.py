@@ -67,7 +67,8 @@ def test_manual_threshold_keeps_other_rules_and_says_no_guarantee(res):
     assert cal.coverage == pytest.approx(1 - rejected.mean())
     assert cal.risk == pytest.approx((~data.correct[~rejected]).mean())
     numbers, shift = tool.summary_text()
-    assert "of tiles accepted" in numbers and "shift" in shift.lower()
+    assert "of tiles accepted" in numbers and "no statistical guarantee" in numbers
+    assert "shift" in shift.lower()
     # a score no rule uses: a single new rule
     other = tool.calibrate("margin", "manual", threshold=0.7)
     assert list(other.thresholds) == ["margin"]

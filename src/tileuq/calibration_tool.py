@@ -78,6 +78,8 @@ class ThresholdSession:
         v = [self.slide_scores(score)]
         if self.data is not None and score in self.data.scores:
             v.append(self.data.scores[score])
+        elif self.calibration is not None and self.calibration.reference.get(score):
+            v.append(np.asarray(self.calibration.reference[score], dtype=np.float64))
         a = np.concatenate(v)
         a = a[np.isfinite(a)]
         if a.size == 0:
@@ -219,8 +221,13 @@ class ThresholdSession:
             "slide": np.histogram(s[np.isfinite(s)], edges, density=True)[0],
             "threshold": self.threshold_for(score),
         }
+        ref: Any = None
         if self.data is not None and score in self.data.scores:
-            out["calibration"] = np.histogram(self.data.scores[score], edges, density=True)[0]
+            ref = self.data.scores[score]
+        elif self.calibration is not None and self.calibration.reference.get(score):
+            ref = np.asarray(self.calibration.reference[score])  # its calibration set's sketch
+        if ref is not None:
+            out["calibration"] = np.histogram(ref, edges, density=True)[0]
         return out
 
     def risk_coverage(self, score: str) -> dict[str, Any] | None:
@@ -279,8 +286,10 @@ class ThresholdSession:
             lines.append(line)
         elif s.get("calibration_risk") is not None:
             lines.append(f"labelled tiles: risk {_pct(s['calibration_risk'])} at this threshold")
-        if s.get("method"):
-            lines.append(f"{s['method']}: {s.get('guarantee') or ''}".strip())
+        if s.get("method") == "manual":
+            lines.append("set by hand: no statistical guarantee")
+        elif s.get("method"):
+            lines.append(f"method: {s['method']} (hover for the guarantee)")
         verdict = s.get("shift") or "Shift alarm: needs calibration data (reference scores)."
         return "\n".join(lines), ("⚠ " if s.get("shifted") else "") + verdict
 

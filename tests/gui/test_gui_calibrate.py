@@ -92,6 +92,17 @@ def test_calibrate_by_coverage_and_risk_then_move_threshold(synthetic_session, a
     got = _rejected_codes(viewer, session)
     np.testing.assert_array_equal(got, _want(moved, session.results.table))
     assert 0.4 < (got > 0).mean() < 0.6
+    # what is drawn follows too (the mask is written in place and only the view refreshed)
+    for layer in viewer.layers:
+        layer.visible = layer.metadata.get("tileuq", {}).get("kind") == "rejected"
+    viewer.reset_view()
+    shots = []
+    for value in (-1e9, 1e9):  # everything rejected (ambiguous), nothing rejected
+        widget.set_threshold(value)
+        shots.append(viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int))
+    painted = [(sh.max(axis=2) > 40).mean() for sh in shots]  # not the black background
+    assert painted[0] > 0.2 and painted[1] < 0.01, painted
+    widget.set_threshold(t2)
     widget.settle()
     assert session.calibration.method == "manual"
     assert session.calibration.threshold == pytest.approx(t2)
@@ -147,3 +158,25 @@ def test_calibrate_from_decisions_and_shift_alarm(make_napari_viewer, sample_res
     assert len(widget.tool.data) == sum(1 for i in range(len(session.results.table)) if i % 5)
     # a saved calibration with reference scores gives a shift verdict
     assert widget.shift.value and "needs calibration data" not in widget.shift.value
+
+
+def test_window_screenshot_with_calibrate_widget(make_napari_viewer, sample_results, artifacts_dir):
+    """The picture for README/docs: sample slide, every result layer, the calibrate widget."""
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    from tileuq.napari.calibrate_widget import CalibrateWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 860)
+    viewer.open_sample("tileuq", "cmu1_with_results")
+    widget = CalibrateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="tileuq: calibrate", area="right")
+    QApplication.processEvents()
+    viewer.layers.selection.clear()
+    viewer.reset_view()
+    QApplication.processEvents()
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    Image.fromarray(shot).save(artifacts_dir / "napari_sample_calibrate.png")
+    assert not_blank(shot)
+    assert "unlike the calibration data" in widget.shift.value  # skin slide, colorectal model

@@ -62,15 +62,20 @@ def test_tile_pixel_lies_over_its_slide_region_at_every_zoom(
     classes.opacity = 1.0
     t = res.table
     mpp_y, mpp_x = (float(v) for v in res.meta["slide"]["mpp"][::-1])
+    stride = int(res.meta["spec"]["stride_level0"])
     for i in range(len(t)):
         r, c, x, y, s = (int(t[k].iloc[i]) for k in ("row", "col", "x", "y", "size"))
+        # the cell covers the tile's level-0 pixels [x, x + s) when stride == size, else the
+        # stride square centred on the tile (overlapping grids; see tileuq.layers.geometry)
+        pad = (s - stride) / 2
+        x0, y0, x1, y1 = x + pad, y + pad, x + pad + stride, y + pad + stride
         top_left = classes.data_to_world((r - 0.5, c - 0.5))
         bottom_right = classes.data_to_world((r + 0.5, c + 0.5))
-        np.testing.assert_allclose(top_left, slide.data_to_world((y - 0.5, x - 0.5)), atol=1e-6)
+        np.testing.assert_allclose(top_left, slide.data_to_world((y0 - 0.5, x0 - 0.5)), atol=1e-6)
         np.testing.assert_allclose(
-            bottom_right, slide.data_to_world((y + s - 0.5, x + s - 0.5)), atol=1e-6
+            bottom_right, slide.data_to_world((y1 - 0.5, x1 - 0.5)), atol=1e-6
         )
-        np.testing.assert_allclose(top_left, ((y - 0.5) * mpp_y, (x - 0.5) * mpp_x), atol=1e-6)
+        np.testing.assert_allclose(top_left, ((y0 - 0.5) * mpp_y, (x0 - 0.5) * mpp_x), atol=1e-6)
 
     # on screen: at several zooms, the colour edge of a tile sits where its slide pixels start
     for layer in viewer.layers:
@@ -80,7 +85,8 @@ def test_tile_pixel_lies_over_its_slide_region_at_every_zoom(
     edge = [(c == 0 or data[r, c - 1] != data[r, c]) for r, c in zip(rows, cols, strict=True)]
     i = int(np.flatnonzero(edge)[0])  # a tile whose left neighbour shows another colour
     r, c, x, y = (int(t[k].iloc[i]) for k in ("row", "col", "x", "y"))
-    left_world = slide.data_to_world((y, x - 0.5))[1]
+    pad = (int(t["size"].iloc[i]) - stride) / 2
+    left_world = slide.data_to_world((y, x + pad - 0.5))[1]
     mid_world = slide.data_to_world((y + t["size"].iloc[i] / 2, x))[0]
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     for zoom in (0.5, 2.0, 6.0):  # canvas pixels per µm
@@ -121,7 +127,7 @@ def test_writer_exports_result_layers_as_qupath_geojson(
         ring = np.asarray(tiles[0]["geometry"]["coordinates"][0])
         x, y, s = (int(flagged[k].iloc[0]) for k in ("x", "y", "size"))
         assert ring[:, 0].min() == x and ring[:, 1].min() == y and np.ptp(ring[:, 0]) == s
-    # the class regions cover exactly the tiles (no overlap: stride == size here)
+    # the class regions cover exactly the cells (stride squares; = tiles when no overlap)
     import shapely
 
     polys = [
@@ -130,5 +136,5 @@ def test_writer_exports_result_layers_as_qupath_geojson(
         if f["properties"]["name"].startswith("classes")
     ]
     res_table = kinds["classes"][0].data
-    size = kinds["classes"][0].metadata["tileuq"]["geometry"]["size"]
-    assert sum(p.area for p in polys) == pytest.approx((res_table > 0).sum() * size * size)
+    stride = kinds["classes"][0].metadata["tileuq"]["geometry"]["stride"]
+    assert sum(p.area for p in polys) == pytest.approx((res_table > 0).sum() * stride * stride)

@@ -147,3 +147,36 @@ def test_export_geojson_and_recalibrate_with_decisions(review, tmp_path):
     else:
         assert cal is not None and session.calibration is cal and cal.n == n
         assert "recalibrated" in widget.status.value
+
+
+def test_recalibrate_with_enough_random_decisions(make_napari_viewer, tmp_path):
+    from tileuq.layers.synthetic import synthetic_results
+    from tileuq.napari._common import load_session, register, session_layers, show_session
+    from tileuq.napari.review_widget import ReviewWidget
+    from tileuq.uncertainty import calibrate
+
+    res = synthetic_results(3000, seed=5)
+    res.save(tmp_path / "r")
+    viewer = make_napari_viewer(show=True)
+    session = register(load_session(tmp_path / "r"))
+    show_session(viewer, session)
+    widget = ReviewWidget(viewer)
+    widget.order.value = "random"
+    assert len(widget.queue) == 3000  # no calibration yet: a random sample of every tile
+    for i in range(150):
+        row = widget.current
+        if res.table["entropy"].iloc[row] > 0.9 and i % 2:
+            wrong = next(c for c in res.classes if c != res.table["prediction"].iloc[row])
+            widget.decide("relabel", wrong)
+        else:
+            widget.decide("accept")
+    cal = widget.recalibrate()
+    assert cal is not None and session.calibration is cal and cal.n == 150
+    want = calibrate(None, (res, session.folder / "decisions.jsonl"), target_coverage=0.9)
+    assert cal.thresholds == want.thresholds
+    (rejected,) = session_layers(viewer, session, "rejected")
+    applied = cal.apply(res).table
+    assert (rejected.data > 0).sum() == applied["rejected"].sum()
+    # in score order the queue now holds the newly rejected tiles
+    widget.order.value = "score"
+    assert len(widget.queue) == applied["rejected"].sum() > 0

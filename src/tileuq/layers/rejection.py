@@ -125,7 +125,7 @@ def rejected_layer(
         "units": geometry.layer_units,
         "colormap": _colormap(),
         "features": _features(),
-        "opacity": 0.6,
+        "opacity": 0.45,
         "metadata": {"tileuq": {"kind": "rejected", "codes": dict(REASON_CODES),
                                 "colors": dict(REASON_COLORS),
                                 "geometry": geometry.to_dict(), **dict(metadata or {})}},

@@ -27,6 +27,9 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 HEATMAP_COLORMAP = "magma"
 #: tiles shown in the flagged layer when nothing is rejected (no calibration)
 TOP_UNCALIBRATED = 200
+#: most flagged tiles shown as points (the rejected layer shows them all; napari's points
+#: layer grows slow past a few thousand markers)
+MAX_FLAGGED = 5000
 
 
 def _meta(kind: str, geometry: TileGeometry, base: Mapping[str, Any], **extra: Any) -> dict:
@@ -145,6 +148,7 @@ def from_results(
     order: str = "score",
     source: str | None = None,
     top_uncalibrated: int = TOP_UNCALIBRATED,
+    max_flagged: int | None = MAX_FLAGGED,
 ) -> list[LayerDataTuple]:
     """Build the napari layers of a slide's results.
 
@@ -171,6 +175,9 @@ def from_results(
         Results folder, stored in the layers' metadata (the review widget and writer use it).
     top_uncalibrated
         With no rejection information, the flagged layer holds this many most uncertain tiles.
+    max_flagged
+        At most this many flagged tiles (the first in queue order) become points; the
+        metadata records how many were flagged in all (``n_flagged``).  ``None``: all.
 
     Returns
     -------
@@ -241,6 +248,9 @@ def from_results(
         order=order,
         limit=None if rejected is not None else top_uncalibrated,
     )
+    n_flagged = len(queue)
+    if max_flagged is not None:
+        queue = queue[:max_flagged]
     criterion = (
         f"rejected, ordered by {order} ({primary})"
         if rejected is not None
@@ -255,7 +265,14 @@ def from_results(
             score_names=results.score_names,
             reason=reason,
             name=f"{prefix}flagged",
-            metadata={**base, "score": primary, "order": order, "criterion": criterion},
+            metadata={
+                **base,
+                "score": primary,
+                "order": order,
+                "criterion": criterion,
+                "n_flagged": n_flagged,
+                "shown": len(queue),
+            },
         )
     )
     return layers

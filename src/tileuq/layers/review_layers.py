@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tileuq.layers.geometry import TileGeometry
-from tileuq.layers.rejection import REASON_COLORS
+from tileuq.layers.rejection import REASON_CODES, REASON_COLORS, reason_codes
 from tileuq.review import DECISION_CODES, DECISION_COLORS, decisions_grid_codes, match_decisions
 
 __all__ = ["decisions_layer", "flagged_features", "flagged_layer", "outline_layer", "tile_outline"]
@@ -71,15 +71,16 @@ def flagged_layer(
     name: str = "flagged",
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any], str]:
-    """Points-layer tuple: one square per flagged tile, in queue order, outlined by reason."""
+    """Points-layer tuple: a square per flagged tile (its grid cell), in queue order, by reason."""
     feats = flagged_features(table, order, classes, score_names, reason)
     yc, xc = geometry.tile_centre_data(feats["x"].to_numpy(), feats["y"].to_numpy())
     data = np.column_stack([yc, xc])
     if geometry.stacked:
         data = np.column_stack([feats["plane"].to_numpy(np.float64), data])
-    colors = np.asarray(
-        [_rgba(REASON_COLORS.get(r, _NEUTRAL)) for r in feats["reason"]], dtype=np.float32
-    ).reshape(-1, 4)
+    palette = np.asarray(
+        [_rgba(_NEUTRAL), *(_rgba(REASON_COLORS[r]) for r in REASON_CODES)], dtype=np.float32
+    )
+    colors = palette[reason_codes(feats["reason"].to_numpy())]
     kwargs: dict[str, Any] = {
         "name": name,
         "scale": geometry.level0_scale,
@@ -87,7 +88,7 @@ def flagged_layer(
         "units": geometry.layer_units,
         "features": feats,
         "symbol": "square",
-        "size": float(geometry.size),
+        "size": float(geometry.stride),  # the tile's cell: overlapping tiles do not overlap here
         "face_color": "transparent",
         "border_color": colors if len(colors) else _NEUTRAL,  # napari rejects an empty array
         "border_width": 0.06,

@@ -23,6 +23,8 @@ class ThresholdPlot:
         self.hist_ax, self.rc_ax = self.figure.subplots(1, 2)
         self._line: Any = None
         self._point: Any = None
+        self._background: Any = None
+        self.canvas.mpl_connect("draw_event", self._on_draw)
         for ax in (self.hist_ax, self.rc_ax):
             self._style(ax)
 
@@ -49,8 +51,8 @@ class ThresholdPlot:
             h.step(centres, hist["calibration"], where="mid", color="#ffb000", lw=1.2,
                    label="calibration")  # fmt: skip
         self._line = None
-        if hist.get("threshold") is not None:
-            self._line = h.axvline(hist["threshold"], color="#ff4d6d", lw=1.5)
+        if hist.get("threshold") is not None:  # animated: drawn by blitting (move_threshold)
+            self._line = h.axvline(hist["threshold"], color="#ff4d6d", lw=1.5, animated=True)
         h.set_title(f"{score} (larger = less sure)", fontsize=8)
         h.set_yticks([])
         h.legend(fontsize=6, frameon=False, labelcolor=FG)
@@ -74,11 +76,23 @@ class ThresholdPlot:
         r.set_title("risk–coverage", fontsize=8)
         self.canvas.draw_idle()
 
-    def move_threshold(self, value: float) -> None:
-        """Move the threshold line only (cheap; for slider drags)."""
+    def _on_draw(self, _: Any = None) -> None:
+        """After a full draw: keep the histogram without its line, then draw the line."""
+        self._background = self.canvas.copy_from_bbox(self.hist_ax.bbox)
         if self._line is not None:
-            self._line.set_xdata([value, value])
+            self.hist_ax.draw_artist(self._line)
+
+    def move_threshold(self, value: float) -> None:
+        """Move the threshold line only, by blitting (a few ms; for slider drags)."""
+        if self._line is None:
+            return
+        self._line.set_xdata([value, value])
+        if self._background is None:
             self.canvas.draw_idle()
+            return
+        self.canvas.restore_region(self._background)
+        self.hist_ax.draw_artist(self._line)
+        self.canvas.blit(self.hist_ax.bbox)
 
     def image(self) -> np.ndarray:
         """Return the canvas as an RGBA array (for screenshots in tests)."""

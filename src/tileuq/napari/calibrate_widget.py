@@ -86,8 +86,8 @@ class CalibrateWidget(Container):
         )
         self.load_tiles_button = PushButton(text="Load labelled tiles (predicts them)")
         self.decisions_button = PushButton(text="Use my review decisions")
-        self.numbers = Label(value="")
-        self.shift = Label(value="")
+        self.numbers = Label(label="result", value="")
+        self.shift = Label(label="shift alarm", value="")
         self.save_path = FileEdit(
             label="save as", mode=FileDialogMode.OPTIONAL_FILE, nullable=True, filter="*.json"
         )
@@ -104,6 +104,7 @@ class CalibrateWidget(Container):
         from tileuq.napari._plots import ThresholdPlot
 
         self.plot = ThresholdPlot()
+        self.native.setMaximumWidth(560)  # long paths must not squeeze the canvas
         self.native.layout().insertWidget(12, self.plot.canvas)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -234,13 +235,18 @@ class CalibrateWidget(Container):
         self.plot.draw(score, self.tool.histogram(score), self.tool.risk_coverage(score))
         self._show_numbers()
         self.session.set_calibration(self.tool.calibration)
-        show_session(self.viewer, self.session, kinds=("rejected", "flagged"))
         cal = self.tool.calibration
-        if self._painter is not None and cal is not None:
-            if set(self._painter.thresholds) == set(cal.thresholds):
-                self._painter.thresholds.update(cal.thresholds)
-            else:
-                self._painter = None
+        if (
+            self._painter is not None
+            and cal is not None
+            and set(self._painter.thresholds) == set(cal.thresholds)
+        ):
+            self._painter.thresholds.update(cal.thresholds)
+            self._painter.finish()  # the live mask is already right: thumbnail only
+            show_session(self.viewer, self.session, kinds=("flagged",))
+        else:  # new rules: rebuild the rejected layer too
+            self._painter = None
+            show_session(self.viewer, self.session, kinds=("rejected", "flagged"))
         for layer in session_layers(self.viewer, self.session, "heatmap"):
             meta = layer.metadata["tileuq"]
             meta["threshold"] = self.tool.threshold_for(meta.get("score", ""))
@@ -248,6 +254,8 @@ class CalibrateWidget(Container):
     def _show_numbers(self) -> None:
         assert self.tool is not None
         self.numbers.value, self.shift.value = self.tool.summary_text()
+        cal = self.tool.calibration  # the full statement stays one hover away
+        self.numbers.tooltip = cal.describe() if cal is not None else ""
 
     # ------------------------------------------------------------------ targets and data
     def calibrate_to_target(self, _: Any = None) -> None:

@@ -68,6 +68,7 @@ class ReviewWidget(Container):
         self.log: Any = None
         self.queue: np.ndarray = np.empty(0, dtype=np.int64)
         self.position = 0
+        self.current_row: int | None = None
         self.decided: set[int] = set()
         self._geometry: Any = None
         from tileuq.review import default_reviewer
@@ -103,6 +104,7 @@ class ReviewWidget(Container):
         self.info.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
         self.keys.native.setWordWrap(True)
+        self.native.setMaximumWidth(560)
         self.results.changed.connect(self._on_results)
         self.order.changed.connect(self._rebuild_queue)
         self.prev_button.changed.connect(lambda: self.step(-1))
@@ -188,15 +190,16 @@ class ReviewWidget(Container):
         self._rebuild_queue()
 
     def _on_session_changed(self, what: str) -> None:
-        if what == "calibration":
-            self._rebuild_queue()
+        if what == "calibration":  # keep the view where it is: the reviewer may be elsewhere
+            self._rebuild_queue(jump=False)
 
-    def _rebuild_queue(self, _: Any = None) -> None:
+    def _rebuild_queue(self, _: Any = None, *, jump: bool = True) -> None:
         from tileuq.review import next_undecided, primary_score, review_queue
 
         if self.session is None:
             return
         res, cal = self.session.results, self.session.calibration
+        self.current_row = self.current
         rejected = reason = None
         if cal is not None:
             rejected, reason = cal.decide(res.table)
@@ -207,8 +210,16 @@ class ReviewWidget(Container):
             reason=reason,
             order=str(self.order.value),
         )
-        self.position = next_undecided(self.queue, self.decided, 0)
-        self.show_current()
+        previous = self.current_row
+        here = np.flatnonzero(self.queue == previous) if previous is not None else np.empty(0)
+        if jump or not len(here):
+            self.position = next_undecided(self.queue, self.decided, 0)
+        else:  # the tile under review is still flagged: stay on it
+            self.position = int(here[0])
+        if jump:
+            self.show_current()
+        elif self.current is not None:
+            self.info.value = self._describe(self.current, res.table.iloc[self.current])
 
     def _show_decisions(self, decisions: Any) -> None:
         from tileuq.layers import decisions_layer

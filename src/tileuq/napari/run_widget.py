@@ -122,6 +122,8 @@ class RunWidget(Container):
             self.tile_px, self.mpp, self.device, self.batch_size, self.out, self.overwrite,
             self.run_button, self.cancel_button, self.open_button, self.status,
         ])  # fmt: skip
+        self.status.native.setWordWrap(True)
+        self.native.setMaximumWidth(560)
         self.model_kind.changed.connect(self._on_model_kind)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
