@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def not_blank(image: np.ndarray, min_std: float = 8.0) -> bool:
     """A screenshot with content: not one flat colour."""

@@ -180,3 +180,43 @@ def test_window_screenshot_with_calibrate_widget(make_napari_viewer, sample_resu
     Image.fromarray(shot).save(artifacts_dir / "napari_sample_calibrate.png")
     assert not_blank(shot)
     assert "unlike the calibration data" in widget.shift.value  # skin slide, colorectal model
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_load_labelled_tile_folder_with_the_session_model(
+    make_napari_viewer, sample_results, shared_data, tmp_path
+):
+    """Calibration data from a labelled tile folder, predicted by the results' model."""
+    import json
+
+    from gui_helpers import REPO
+
+    import tileuq
+    from tileuq.napari._common import sessions_in
+    from tileuq.napari.calibrate_widget import CalibrateWidget
+    from tileuq.uncertainty import calibrate
+
+    tiles = shared_data / "tiles" / "colorectal_polyp_flagy_5class"
+    split = REPO / "benchmarks" / "splits" / "colorectal_split.json"
+    if not tiles.is_dir() or not split.is_file():
+        pytest.skip("the demo model's calibration tiles are not available")
+    folder = tmp_path / "calibration_tiles"
+    for rel in json.loads(split.read_text())["splits"]["calibration"]:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).symlink_to(tiles / rel)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("tileuq", "cmu1_with_results")
+    (session,) = sessions_in(viewer)
+    widget = CalibrateWidget(viewer)
+    widget.tiles.value = folder
+    widget.load_tiles()  # synchronous in tests
+    assert widget.tool.data is not None and len(widget.tool.data) == 120
+    widget.score.value = "entropy"
+    widget.mode.value = "target risk"
+    widget.target_risk.value = 0.2
+    widget.calibrate_to_target()
+    model = tileuq.load_model(REPO / "sample_data" / "demo_model")
+    want = calibrate(model, folder, score="entropy", target_risk=0.2)
+    assert session.calibration.threshold == pytest.approx(want.threshold)
+    assert "risk" in widget.numbers.value
