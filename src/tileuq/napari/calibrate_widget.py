@@ -106,7 +106,7 @@ class CalibrateWidget(Container):
         self.plot = ThresholdPlot()
         self.native.setMaximumWidth(560)  # long paths must not squeeze the canvas
         self.native.layout().insertWidget(12, self.plot.canvas)
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # dies with the widget: no update after close
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.settle)
