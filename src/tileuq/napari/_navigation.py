@@ -1,4 +1,4 @@
-"""Moving the viewer to a tile: camera centre and zoom, and the outline around the tile."""
+"""Moving through tiles: camera centre and zoom, the tile outline, the review shortcuts."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def show_outline(viewer: Any, geometry: Any, x: int, y: int, plane: int = 0) -> 
         layers[0].data = [box]
     else:
         add_or_replace(viewer, [outline_layer(geometry, [box], name=OUTLINE)])
+
+
+def bind_review_keys(viewer: Any, review: Any) -> list[str]:
+    """Bind the review shortcuts on the viewer (see :mod:`tileuq.napari.review_widget`)."""
+    keys: dict[str, Any] = {
+        "n": lambda v: review.step(1),
+        "p": lambda v: review.step(-1),
+        "a": lambda v: review.decide("accept"),
+        "x": lambda v: review.decide("artefact"),
+        "u": lambda v: review.decide("unsure"),
+    }
+    for k in range(1, 10):
+        keys[str(k)] = lambda v, k=k: review.relabel_index(k - 1)
+    for key, func in keys.items():
+        viewer.bind_key(key, func, overwrite=True)
+    return list(keys)
+
+
+def unbind_keys(viewer: Any, keys: list[str]) -> None:
+    """Remove viewer shortcuts bound by :func:`bind_review_keys`."""
+    from napari.utils.key_bindings import coerce_keybinding
+
+    for key in keys:
+        viewer.keymap.pop(coerce_keybinding(key), None)

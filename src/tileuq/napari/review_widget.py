@@ -49,12 +49,11 @@ from tileuq.napari._common import (
     sessions_in,
     show_session,
 )
-from tileuq.napari._navigation import jump_to_tile, show_outline
+from tileuq.napari._navigation import bind_review_keys, jump_to_tile, show_outline, unbind_keys
 
 if TYPE_CHECKING:
     import napari
 
-SHORTCUTS = {"n": "next", "p": "previous", "a": "accept", "x": "artefact", "u": "unsure"}
 ORDERS = ("score", "reason", "random")
 
 
@@ -119,32 +118,9 @@ class ReviewWidget(Container):
         self.recal_button.changed.connect(self.recalibrate)
         self.viewer.layers.events.inserted.connect(self._refresh_sessions)
         self.viewer.layers.events.removed.connect(self._refresh_sessions)
-        self._bind_keys()
-        self.native.destroyed.connect(self._unbind_keys)
+        keys = bind_review_keys(self.viewer, self)
+        self.native.destroyed.connect(lambda *_: unbind_keys(self.viewer, keys))
         self._refresh_sessions()
-
-    # ------------------------------------------------------------------ keys
-    def _bindings(self) -> dict[str, Any]:
-        keys: dict[str, Any] = {
-            "n": lambda v: self.step(1),
-            "p": lambda v: self.step(-1),
-            "a": lambda v: self.decide("accept"),
-            "x": lambda v: self.decide("artefact"),
-            "u": lambda v: self.decide("unsure"),
-        }
-        for k in range(1, 10):
-            keys[str(k)] = lambda v, k=k: self.relabel_index(k - 1)
-        return keys
-
-    def _bind_keys(self) -> None:
-        for key, func in self._bindings().items():
-            self.viewer.bind_key(key, func, overwrite=True)
-
-    def _unbind_keys(self, _: Any = None) -> None:
-        from napari.utils.key_bindings import coerce_keybinding
-
-        for key in self._bindings():
-            self.viewer.keymap.pop(coerce_keybinding(key), None)
 
     # ------------------------------------------------------------------ sessions
     def _session_choices(self, _: Any = None) -> list[tuple[str, str]]:
