@@ -39,6 +39,11 @@ def test_local_cluster_matches_local_run_byte_for_byte(sample_slide_path, tmp_pa
         loads = client.run(
             lambda: __import__("tileuq.engine.distributed").engine.distributed._MODEL_LOADS
         )
+        # a loaded model object is saved beside the outputs and loaded by the workers
+        as_object = tileuq.run_slides(
+            slides[:1], tileuq.load_model(model_dir), tmp_path / "obj", client=client,
+            overview=False, **KW,
+        )  # fmt: skip
     assert (
         [o.status for o in remote]
         == [o.status for o in local]
@@ -51,4 +56,8 @@ def test_local_cluster_matches_local_run_byte_for_byte(sample_slide_path, tmp_pa
         a = (tmp_path / "local" / o_local.folder.rsplit("/", 1)[-1] / "tiles.parquet").read_bytes()
         b = (tmp_path / "dask" / o_remote.folder.rsplit("/", 1)[-1] / "tiles.parquet").read_bytes()
         assert a == b
+    assert as_object[0].status == "complete"
+    assert (tmp_path / "obj" / "CMU-1-Small-Region" / "tiles.parquet").read_bytes() == (
+        tmp_path / "local" / "CMU-1-Small-Region" / "tiles.parquet"
+    ).read_bytes()
     assert "bad.svs" in (tmp_path / "dask" / "bad" / "error.txt").read_text()

@@ -233,7 +233,12 @@ def _dask_run(
     from distributed import as_completed
 
     if _is_model(model_ref):
-        model_ref = client.scatter(model_ref, broadcast=True, hash=False)
+        # parametrized (spectral-norm) modules do not pickle: hand workers a saved copy in
+        # the output folder, which they must be able to read anyway
+        saved = Path(folders[0]).parent / f".model-{model_ref.model_hash[:16]}"
+        if not (saved / "model.json").exists():
+            model_ref.save(saved)
+        model_ref = str(saved)
     device = str(kwargs.get("device", "auto"))
     resources = {"GPU": 1} if device.startswith("cuda") else None
     futures = {}
