@@ -111,6 +111,11 @@ def test_unwritable_output_fails_before_any_work(
         ro.chmod(0o500)
         with pytest.raises(ResultsError, match="not writable"):
             list(tileuq.iter_run_slide(sample_slide_path, model, out=ro / "x", **FAST))
+    with pytest.raises(tileuq.TileuqError, match="batch_size='many'"):
+        list(tileuq.iter_run_slide(sample_slide_path, model, batch_size="many"))
+    if not torch.cuda.is_available():
+        with pytest.raises(tileuq.TileuqError, match="CUDA is not available"):
+            list(tileuq.iter_run_slide(sample_slide_path, model, device="cuda"))
     assert calls == []
 
 

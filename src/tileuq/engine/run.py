@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tileuq.engine.batch import Predictor, resolve_device
+from tileuq.engine.batch import Predictor, parse_batch_size, resolve_device
 from tileuq.engine.meta import (
     check_mpp,
     device_info,
@@ -132,6 +132,8 @@ def iter_run_slide(
     folder = RunFolder(out) if out is not None else None
     if folder is not None:
         check_writable(folder.folder)  # before any work
+    dev = resolve_device(device)  # bad device / batch size: fail before any work too
+    parse_batch_size(batch_size)
     owned = False
     source: TileSource | None = None
     if not _is_slide(slide):
@@ -197,7 +199,6 @@ def iter_run_slide(
                 folder.discard_bad_parts(keys)
         done_ranges = folder.done_ranges() if folder is not None else []
 
-        dev = resolve_device(device)
         if threads is not None and dev.type == "cpu":
             import torch
 
