@@ -222,6 +222,7 @@ def iter_run_slide(
             threads=workers or default_reader_threads(),
             prefetch=prefetch,
             allocate=_ring_allocator(predictor, prefetch, tile_px),
+            split=1,  # one thread per batch: larger blocks, fewer native tiles decoded twice
         )
         done = n_resumed
         t_inf = time.perf_counter()
