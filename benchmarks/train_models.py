@@ -232,6 +232,9 @@ def main() -> int:
     print(table(results))
     if args.demo:
         src = RESULTS / "sngp"
+        old = DEMO / "model.json"
+        if old.exists() and json.loads(old.read_text()).get("calibration"):
+            print("note: the demo's calibration is replaced; rerun benchmarks/calibrate_demo.py")
         DEMO.mkdir(parents=True, exist_ok=True)
         for name in (
             "model.json",
@@ -240,7 +243,7 @@ def main() -> int:
             "training_split.json",
             "evaluation.json",
         ):
-            shutil.copy2(src / name, DEMO / name)
+            shutil.copyfile(src / name, DEMO / name)
         print(f"demo model -> {DEMO}")
     return 0
 
