@@ -1,9 +1,9 @@
 """Labelled tile sets for calibration and evaluation: folders of images and arrays.
 
 A labelled folder holds one sub-folder per class, named exactly as the model's classes
-(``tiles/tumor/*.png``, ``tiles/stroma/*.png``, ...).  Images are read with Pillow, converted
-to RGB and resized to the model's ``tile_px`` when their size differs (bilinear; non-square
-images are stretched).
+(``tiles/tumor/*.png``, ``tiles/stroma/*.png``, ...).  Images are read exactly as training
+reads them (:func:`tileuq.tile_images.read_image`: transparency on white, centre square,
+resized to the model's ``tile_px``), so calibration sees the tiles the model was trained on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tileuq.errors import CalibrationError
+from tileuq.tile_images import IMAGE_SUFFIXES, read_image
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ __all__ = [
     "tile_folder",
     "unlabelled_folder",
 ]
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 
 @dataclass
@@ -95,13 +94,7 @@ def tile_folder(folder: str | os.PathLike[str], classes: Sequence[str]) -> TileS
 
 def read_tile(path: Path, tile_px: int) -> NDArray[np.uint8]:
     """Read one image as ``(tile_px, tile_px, 3)`` uint8 RGB (raises ``OSError``/``ValueError``)."""
-    from PIL import Image
-
-    with Image.open(path) as src:
-        im = src.convert("RGB")
-        if im.size != (tile_px, tile_px):
-            im = im.resize((tile_px, tile_px), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+    return read_image(path, tile_px)
 
 
 def iter_image_batches(
