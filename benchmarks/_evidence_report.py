@@ -73,7 +73,8 @@ def calibration_table(res: dict[str, Any], target: str) -> str:
         for c in r["calibration"][target]:
             rule = " + ".join(c["rule"])
             if not c["ok"]:
-                rows.append([m, rule, "not certified", "", "", "", "", c["message"][:90]])
+                why = c["message"].removeprefix("calibration failed: ").split(" (p =")[0]
+                rows.append([m, rule, "not certified", "", "", "", "", why])
                 continue
             t = c["test"]
             thr = ", ".join(f"{v:.4g}" for v in c["thresholds"].values())

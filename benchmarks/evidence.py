@@ -255,7 +255,17 @@ def main() -> int:
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (1000)")
     ap.add_argument("--resplits", type=int, default=200, help="random re-splits (200; 0: skip)")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument(
+        "--tables-only", action="store_true", help="reprint the tables from the JSON, run nothing"
+    )
     args = ap.parse_args()
+    if args.tables_only:
+        import json
+
+        text = tables(json.loads(OUT_JSON.read_text()))
+        (OUT_DIR / "tables.md").write_text(text)
+        print(text)
+        return 0
     import torch
 
     from tileuq._io import write_json
