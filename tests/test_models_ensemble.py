@@ -97,9 +97,12 @@ def test_mc_dropout_passes_use_dropout_only() -> None:
     with torch.no_grad():
         feats = net.forward_features(model.normalize(X))
         g = torch.Generator().manual_seed(0)
-        keep = torch.rand((8, *feats.shape), generator=g) >= 0.5
+        keep = torch.rand((8, 1, feats.shape[1]), generator=g) >= 0.5  # one mask per pass
         logits = net.fc(feats * keep / 0.5)
     assert torch.allclose(out["probabilities"], F.softmax(logits, -1).mean(0), atol=1e-5)
+    # a tile's prediction does not depend on the other tiles of its batch
+    alone = model.predict(X[1:2])
+    assert torch.allclose(alone["probabilities"], out["probabilities"][1:2], atol=1e-6)
 
 
 def test_mc_dropout_with_block_dropout_runs_full_passes() -> None:

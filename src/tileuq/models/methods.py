@@ -23,7 +23,10 @@ Methods
     the dropout layers** (BatchNorm stays in eval).  When dropout sits only before the head
     (``block_drop_rate == 0``), the backbone runs once and the T passes reuse its features,
     which is exactly equivalent to T full passes.  Masks come from a generator seeded with
-    ``mc_seed``, so predictions are reproducible.
+    ``mc_seed`` and the T masks are shared by all tiles (T sampled sub-networks, as in an
+    ensemble), so a tile's prediction is reproducible and independent of its batch.  With
+    dropout inside the blocks (``block_drop_rate > 0``) masks are drawn per tile from the
+    seeded global generator, which makes predictions depend on the batch composition.
 """
 
 from __future__ import annotations
@@ -127,7 +130,10 @@ class MCDropoutMethod(_Single):
         if self.net.block_drop_rate <= 0:
             feats = self.net.forward_features(x)
             g = torch.Generator(device=feats.device).manual_seed(self.mc_seed)
-            keep = torch.rand((t, *feats.shape), generator=g, device=feats.device) >= p
+            # T masks shared by every tile: T sampled sub-networks, so a tile's prediction does
+            # not depend on which other tiles share its batch (or on the batch size)
+            d = feats.shape[-1]
+            keep = torch.rand((t, 1, d), generator=g, device=feats.device) >= p
             dropped = feats.unsqueeze(0) * keep.to(feats.dtype) / (1.0 - p)
             return feats, self.net.fc(dropped)
         # dropout inside the blocks: T full passes with only the dropout layers in train mode
