@@ -52,9 +52,10 @@ class TissueMask:
 
     def __post_init__(self) -> None:
         # Summed-area table with a zero row/column in front: sat[i, j] = mask[:i, :j].sum().
-        m = self.mask.astype(np.float64)
-        sat = np.zeros((m.shape[0] + 1, m.shape[1] + 1))
-        sat[1:, 1:] = m.cumsum(0).cumsum(1)
+        # int32 counts are exact up to 2**31 mask pixels, far beyond any mask here
+        sat = np.zeros((self.mask.shape[0] + 1, self.mask.shape[1] + 1), dtype=np.int32)
+        np.cumsum(self.mask, axis=0, dtype=np.int32, out=sat[1:, 1:])
+        np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
         object.__setattr__(self, "_sat", sat)
 
     @property
@@ -120,6 +121,8 @@ def tissue_mask(
     *,
     plane: int = 0,
     max_size: int = 2048,
+    min_size: int = 512,
+    target_um: float = 8.0,
     min_saturation: float = 0.05,
     min_value: float = 0.15,
     min_object_um2: float = 5000.0,
@@ -133,8 +136,10 @@ def tissue_mask(
         An open :class:`~tileuq.slide.Slide`.
     plane
         Plane of an image stack.
-    max_size
-        Long side of the overview in pixels.
+    max_size, min_size, target_um
+        The overview has about ``target_um`` µm per pixel (fine enough for tiles of 50 µm and
+        more), with its long side kept between ``min_size`` and ``max_size`` pixels (always
+        ``max_size`` when the slide's mpp is unknown).
     min_saturation
         Floor on the bright-field saturation threshold (0–1).
     min_value
@@ -151,7 +156,11 @@ def tissue_mask(
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
 
-    thumb = slide.thumbnail(max_size, plane=plane)
+    long_side = max(slide.dimensions)
+    size = max_size
+    if slide.mpp is not None:
+        size = int(np.clip(long_side * min(slide.mpp) / target_um, min_size, max_size))
+    thumb = slide.thumbnail(size, plane=plane)
     th, tw = thumb.shape[:2]
     w0, h0 = slide.dimensions
     downsample = (w0 / tw, h0 / th)
