@@ -198,3 +198,11 @@ def test_unreadable_sources(tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(2)}, tmp_path / "empty" / "w.pt")
     with pytest.raises(tileuq.ModelError, match=r"needs model\.json"):
         tileuq.load_model(tmp_path / "empty" / "w.pt")
+
+
+def test_demo_name_loads_the_bundled_model() -> None:
+    from tileuq.bundled import demo_model_path
+
+    model = tileuq.load_model("demo")
+    assert demo_model_path() is not None
+    assert model.classes == ["AC", "H", "S", "T", "V"] and model.method == "sngp"

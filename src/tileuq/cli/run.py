@@ -59,7 +59,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run every slide; print a summary table; return 1 when any slide failed."""
-    from tileuq.engine.distributed import iter_run_slides, resolve_model_source
+    from tileuq.bundled import resolve_model_source
+    from tileuq.engine.distributed import iter_run_slides
     from tileuq.engine.progress import Progress, SlideOutcome
     from tileuq.engine.resume import check_writable
 

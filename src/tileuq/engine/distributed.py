@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tileuq._io import atomic_write
+from tileuq.bundled import resolve_model_source
 from tileuq.engine.progress import Progress, SlideOutcome
 from tileuq.engine.resume import ERROR_FILE, OVERVIEW_FILE, check_writable
 
@@ -54,21 +55,6 @@ def slide_folder_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         seen.add(stem.lower())
         out.append(stem)
     return out
-
-
-def resolve_model_source(source: str | os.PathLike[str]) -> str:
-    """Map ``"demo"`` to the bundled demo model folder; other sources pass through."""
-    if str(source) == "demo":
-        repo = Path(__file__).resolve().parents[3]
-        demo = repo / "sample_data" / "demo_model"
-        if not demo.exists():
-            from tileuq.errors import ModelError
-
-            raise ModelError(
-                f"model 'demo': the bundled demo model is not in this installation ({demo})"
-            )
-        return str(demo)
-    return str(source)
 
 
 def load_cached_model(source: str) -> TileModel:

@@ -3,10 +3,11 @@
 Format: a folder holding ``model.safetensors`` (weights; the manifest is also embedded in its
 metadata under ``tileuq_manifest``) and ``model.json`` (the manifest: method,
 hyperparameters, classes and colours, tile_px, mpp, normalization, training provenance,
-calibration slot, weights sha256).  A single ``.zip`` archive holding those two files (at its
-root or in one folder) is also accepted; it is read in memory, never extracted, and any
-member name that is absolute, contains ``..``/backslashes, or is not one of the two expected
-files is refused.
+calibration slot, weights sha256), plus ``scorers.safetensors`` when the model carries fitted
+feature scorers (:mod:`tileuq.models.feature_scorers`; its sha256 is in ``model.json`` and
+verified on load).  A single ``.zip`` archive holding those files (at its root or in one
+folder) is also accepted; it is read in memory, never extracted, and any member name that is
+absolute, contains ``..``/backslashes, or is not one of the expected files is refused.
 
 Safety rules: weights load only with safetensors or ``torch.load(..., weights_only=True)``
 (a pickle that would run code is refused, nothing is executed); the manifest is validated
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from tileuq._io import atomic_path, write_json
+from tileuq.bundled import resolve_model_source
 from tileuq.errors import ModelError
 from tileuq.models._safeio import (
     as_state_dict,
@@ -38,6 +40,8 @@ from tileuq.models._safeio import (
     safetensors_file,
     torch_load_safe,
 )
+from tileuq.models.feature_scorers import FILE as SCORERS
+from tileuq.models.feature_scorers import encode_scorers, load_scorers
 from tileuq.models.tile_model import FORMAT, TileModel
 
 MANIFEST = "model.json"
@@ -58,10 +62,13 @@ def save_model(model: TileModel, path: str | os.PathLike[str]) -> None:
     manifest = model.manifest
     meta = {"format": FORMAT, "tileuq_manifest": json.dumps(manifest)}
     state = _cpu_state(model)
+    scorers = encode_scorers(model.feature_scorers) if model.feature_scorers else None
     if path.suffix.lower() == ".zip":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             zf.writestr(WEIGHTS, save(state, metadata=meta))
+            if scorers is not None:
+                zf.writestr(SCORERS, scorers)
             zf.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
@@ -70,6 +77,9 @@ def save_model(model: TileModel, path: str | os.PathLike[str]) -> None:
     # weights first: if interrupted, the old model.json's sha256 no longer matches -> load error
     with atomic_path(path / WEIGHTS) as tmp:
         save_file(state, str(tmp), metadata=meta)
+    if scorers is not None:
+        with atomic_path(path / SCORERS) as tmp:
+            tmp.write_bytes(scorers)
     write_json(path / MANIFEST, manifest)
 
 
@@ -175,9 +185,9 @@ def model_from_parts(
     model = model_from_manifest(manifest, where)
     load_state_checked(model, state, where)
     want = (manifest.get("weights") or {}).get("sha256")
-    if want and want != model.model_hash:
+    if want and want != model.weights_hash:
         raise ModelError(
-            f"{where}: weights do not match model.json (sha256 {model.model_hash[:12]}... vs "
+            f"{where}: weights do not match model.json (sha256 {model.weights_hash[:12]}... vs "
             f"{str(want)[:12]}...): the files are corrupt or were modified"
         )
     model.eval()
@@ -199,18 +209,25 @@ def load_archive(path: Path) -> TileModel:
                 safe_member(info.filename.rstrip("/"), where)
                 continue
             base = safe_member(info.filename, where)
-            if base not in (MANIFEST, WEIGHTS):
+            if base not in (MANIFEST, WEIGHTS, SCORERS):
                 raise ModelError(f"{where}: unexpected archive member {info.filename!r}")
             if base in files:
                 raise ModelError(f"{where}: archive holds more than one {base}")
             if info.file_size > _MAX_ARCHIVE_MEMBER:
                 raise ModelError(f"{where}: archive member {info.filename!r} is too large")
             files[base] = info
-        if set(files) != {MANIFEST, WEIGHTS}:
+        if not {MANIFEST, WEIGHTS} <= set(files):
             raise ModelError(f"{where}: archive must hold {MANIFEST} and {WEIGHTS}")
         manifest = parse_json(zf.read(files[MANIFEST]), f"{where}:{MANIFEST}")
         state, _ = safetensors_bytes(zf.read(files[WEIGHTS]), f"{where}:{WEIGHTS}")
-    return model_from_parts(manifest, state, where)
+        model = model_from_parts(manifest, state, where)
+        load_scorers(
+            model,
+            manifest.get("feature_scorers"),
+            lambda name: zf.read(files[name]) if name in files else None,
+            where,
+        )
+    return model
 
 
 def load_folder(path: Path) -> TileModel:
@@ -226,7 +243,9 @@ def load_folder(path: Path) -> TileModel:
             state, _ = safetensors_file(path / wfile)
         else:
             state = as_state_dict(torch_load_safe(path / wfile), str(path / wfile))
-        return model_from_parts(manifest, state, str(path))
+        model = model_from_parts(manifest, state, str(path))
+        load_scorers(model, manifest.get("feature_scorers"), _reader(path), str(path))
+        return model
     if (path / "config.json").is_file() and (path / "model.pt").is_file():
         from tileuq.models.sngp_core import import_sngp_core
 
@@ -235,6 +254,22 @@ def load_folder(path: Path) -> TileModel:
         f"{path}: not a model folder (expected {MANIFEST} + {WEIGHTS}, or sngp_core's "
         "config.json + model.pt)"
     )
+
+
+def _reader(folder: Path) -> Any:
+    def read(name: str) -> bytes | None:
+        f = folder / name
+        return f.read_bytes() if f.is_file() else None
+
+    return read
+
+
+def _beside(model: TileModel, manifest: dict[str, Any], path: Path) -> TileModel:
+    """Single weight files: scorers from the file beside them, when it is there."""
+    load_scorers(
+        model, manifest.get("feature_scorers"), _reader(path.parent), str(path), strict=False
+    )
+    return model
 
 
 def load_model(source: str | os.PathLike[str]) -> TileModel:
@@ -247,9 +282,11 @@ def load_model(source: str | os.PathLike[str]) -> TileModel:
         ``.safetensors`` file (manifest in its metadata, or a ``model.json`` beside it), a
         ``.pt``/``.pth`` file (loaded with ``weights_only=True``: a dict with ``manifest``
         and ``state_dict``, or a state dict with ``model.json`` beside it), an sngp_core
-        folder (``config.json`` + ``model.pt``), or ``"hf://<owner>/<repo>[@rev]/<name>"``.
+        folder (``config.json`` + ``model.pt``), ``"hf://<owner>/<repo>[@rev]/<name>"``, or
+        ``"demo"`` for the bundled demo model.
     """
-    if isinstance(source, str) and source.startswith("hf://"):
+    source = resolve_model_source(source)  # "demo": the bundled demo model
+    if source.startswith("hf://"):
         from tileuq.models.hub import resolve_hf
 
         return load_model(resolve_hf(source))
@@ -273,15 +310,18 @@ def load_model(source: str | os.PathLike[str]) -> TileModel:
             raise ModelError(
                 f"{path}: no tileuq manifest in its metadata and no {MANIFEST} beside it"
             )
-        return model_from_parts(manifest, state, str(path))
+        return _beside(model_from_parts(manifest, state, str(path)), manifest, path)
     if suffix in (".pt", ".pth", ".bin"):
         obj = torch_load_safe(path)
         if isinstance(obj, dict) and isinstance(obj.get("manifest"), dict):
             state = as_state_dict(obj.get("state_dict"), f"{path}: state_dict")
-            return model_from_parts(obj["manifest"], state, str(path))
+            return _beside(
+                model_from_parts(obj["manifest"], state, str(path)), obj["manifest"], path
+            )
         state = as_state_dict(obj, str(path))
         if (path.parent / MANIFEST).is_file():
-            return model_from_parts(read_json_file(path.parent / MANIFEST), state, str(path))
+            manifest = read_json_file(path.parent / MANIFEST)
+            return _beside(model_from_parts(manifest, state, str(path)), manifest, path)
         if (path.parent / "config.json").is_file():
             from tileuq.models.sngp_core import import_sngp_core
 

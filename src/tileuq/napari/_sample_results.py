@@ -11,21 +11,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tileuq.bundled import DEMO_RESULTS, bundled_path
 from tileuq.napari._common import MODEL_FILE
-
-DEMO_RESULTS = "demo_results"
 
 
 def demo_results_path() -> Path:
     """Folder of the bundled demo results (wheel: ``tileuq/sample_data``; checkout: top level)."""
     from tileuq.errors import ResultsError
 
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here / "sample_data" / DEMO_RESULTS,
-                      here.parents[1] / "sample_data" / DEMO_RESULTS):  # fmt: skip
-        if (candidate / "run.json").is_file():
-            return candidate
-    raise ResultsError("the demo results are missing from this installation")
+    path = bundled_path(DEMO_RESULTS)
+    if path is None or not (path / "run.json").is_file():
+        raise ResultsError("the demo results are missing from this installation")
+    return path
 
 
 def _working_copy(src: Path) -> Path:

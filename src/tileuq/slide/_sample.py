@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tileuq.bundled import SAMPLE_SLIDE, bundled_path
 from tileuq.errors import SlideError
 
-SAMPLE_NAME = "CMU-1-Small-Region.svs"
+SAMPLE_NAME = SAMPLE_SLIDE
 
 
 def sample_slide_path() -> Path:
@@ -15,11 +16,9 @@ def sample_slide_path() -> Path:
     A wheel carries it as ``tileuq/sample_data/``; an editable install or a source checkout
     finds it in the repository's ``sample_data/``.
     """
-    here = Path(__file__).resolve().parent.parent  # the tileuq package
-    for candidate in (
-        here / "sample_data" / SAMPLE_NAME,
-        here.parents[1] / "sample_data" / SAMPLE_NAME,
-    ):
-        if candidate.is_file():
-            return candidate
-    raise SlideError(f"{SAMPLE_NAME}: the bundled sample slide is missing from this installation")
+    path = bundled_path(SAMPLE_NAME)
+    if path is None or not path.is_file():
+        raise SlideError(
+            f"{SAMPLE_NAME}: the bundled sample slide is missing from this installation"
+        )
+    return path
