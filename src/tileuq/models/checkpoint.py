@@ -41,7 +41,7 @@ from tileuq.models._safeio import (
     torch_load_safe,
 )
 from tileuq.models.feature_scorers import FILE as SCORERS
-from tileuq.models.feature_scorers import encode_scorers, load_scorers
+from tileuq.models.feature_scorers import encode_scorers, load_scorers, manifest_entry
 from tileuq.models.tile_model import FORMAT, TileModel
 
 MANIFEST = "model.json"
@@ -60,9 +60,10 @@ def save_model(model: TileModel, path: str | os.PathLike[str]) -> None:
 
     path = Path(path)
     manifest = model.manifest
+    scorers = encode_scorers(model.feature_scorers) if model.feature_scorers else None
+    manifest["feature_scorers"] = manifest_entry(model, scorers)  # sha256 of these bytes
     meta = {"format": FORMAT, "tileuq_manifest": json.dumps(manifest)}
     state = _cpu_state(model)
-    scorers = encode_scorers(model.feature_scorers) if model.feature_scorers else None
     if path.suffix.lower() == ".zip":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:

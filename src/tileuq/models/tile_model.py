@@ -106,6 +106,10 @@ class TileModel(nn.Module):
     calibration
         Calibration thresholds (set by :mod:`tileuq.uncertainty`), saved under
         ``"calibration"``; ``None`` until calibrated.
+    feature_scorers, feature_scorer_info
+        Fitted feature-space scorers ``{score name: scorer}`` whose scores ``predict`` adds,
+        and their provenance (reference tiles); saved as ``scorers.safetensors``.  See
+        :mod:`tileuq.models.feature_scorers`.
     """
 
     def __init__(
@@ -136,6 +140,8 @@ class TileModel(nn.Module):
         self.training_info: dict[str, Any] = {}
         self.calibration: dict[str, Any] | None = None
         self.source: dict[str, Any] | None = None
+        self.feature_scorers: dict[str, Any] = {}
+        self.feature_scorer_info: dict[str, dict[str, Any]] = {}
         self._hash_cache: tuple[Any, str] | None = None
 
     # ------------------------------------------------------------------ identity
@@ -146,8 +152,11 @@ class TileModel(nn.Module):
 
     @property
     def score_names(self) -> tuple[str, ...]:
-        """Names of the per-tile scores in ``predict(...)["scores"]`` (larger = worse)."""
-        return SCORE_NAMES[self.method]
+        """Names of the per-tile scores in ``predict(...)["scores"]`` (larger = worse).
+
+        The method's own scores, then one per carried feature scorer.
+        """
+        return (*SCORE_NAMES[self.method], *self.feature_scorers)
 
     @property
     def device(self) -> torch.device:
@@ -156,6 +165,19 @@ class TileModel(nn.Module):
 
     @property
     def model_hash(self) -> str:
+        """Identity of everything ``predict`` depends on.
+
+        :attr:`weights_hash` for a model without feature scorers, else the sha256 of it and
+        each scorer's content hash (:func:`tileuq.models.feature_scorers.combined_hash`).
+        """
+        if not self.feature_scorers:
+            return self.weights_hash
+        from tileuq.models.feature_scorers import combined_hash
+
+        return combined_hash(self.weights_hash, self.feature_scorers)
+
+    @property
+    def weights_hash(self) -> str:
         """sha256 of the weights (state dict; see :func:`state_dict_sha256`)."""
         state = self.state_dict()
         key = tuple((k, _version_key(v)) for k, v in state.items())
@@ -172,12 +194,14 @@ class TileModel(nn.Module):
     def manifest(self) -> dict[str, Any]:
         """The ``model.json`` dictionary (architecture, classes, provenance, calibration)."""
         from tileuq import __version__
+        from tileuq.models.feature_scorers import manifest_entry
 
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "model_id": self.model_id,
+            "model_hash": self.model_hash,
             "method": self.method,
             "backbone": self.backbone,
             "num_classes": self.num_classes,
@@ -195,7 +219,8 @@ class TileModel(nn.Module):
             "training": dict(self.training_info),
             "calibration": self.calibration,
             "source": self.source,
-            "weights": {"file": "model.safetensors", "sha256": self.model_hash},
+            "weights": {"file": "model.safetensors", "sha256": self.weights_hash},
+            "feature_scorers": manifest_entry(self),
             "versions": {"tileuq": __version__, "torch": str(torch.__version__)},
         }
 
@@ -262,6 +287,8 @@ class TileModel(nn.Module):
             trustworthy).  SNGP adds ``variance`` (N,) — sngp_core returns ``[B, 1]`` — and
             ``raw_logits``; its ``logits`` are the mean-field logits.  Ensembles and MC
             dropout return ``logits = log(mean probability)``.  ``features`` when asked.
+            Each carried feature scorer adds its score (e.g. ``mahalanobis``), computed on
+            the features of the same forward pass.
 
         Notes
         -----
@@ -276,7 +303,12 @@ class TileModel(nn.Module):
             fmt = torch.channels_last if self._channels_last() else torch.contiguous_format
             with torch.inference_mode():
                 x = self.normalize(batch).contiguous(memory_format=fmt)
-                out = self.core.infer(x, return_features)  # type: ignore[operator]
+                scorers = self.feature_scorers
+                out = self.core.infer(x, return_features or bool(scorers))  # type: ignore[operator]
+                if scorers:
+                    from tileuq.models.feature_scorers import add_feature_scores
+
+                    add_feature_scores(out, scorers, return_features)
                 return _to_cpu(out)
         finally:
             if was_training:

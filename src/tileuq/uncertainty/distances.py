@@ -11,7 +11,9 @@ return_features=True) <tileuq.models.TileModel.predict>` and return one score pe
   Gaussians with one shared covariance (Lee et al., 2018), with Ledoit–Wolf shrinkage toward
   a scaled identity so the covariance stays invertible with few tiles per feature.
 
-Both save to ``.npz`` (loaded with ``allow_pickle=False``: no code runs on load).
+Both save to ``.npz`` (loaded with ``allow_pickle=False``: no code runs on load), and
+``state()`` / :func:`scorer_from_state` give their parameters and arrays, which is how a model
+folder stores them (``scorers.safetensors``, see :mod:`tileuq.models.feature_scorers`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from tileuq._io import atomic_path
 from tileuq.errors import CalibrationError
 
-__all__ = ["KNNScorer", "MahalanobisScorer", "load_scorer"]
+__all__ = ["KNNScorer", "MahalanobisScorer", "load_scorer", "scorer_from_state"]
 
 _BLOCK = 1 << 24  # distance-matrix entries per block (64 MiB of float32)
 
@@ -62,7 +64,22 @@ def _load(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nd
     if "__meta__" not in arrays:
         raise CalibrationError(f"{path}: not a tileuq scorer file")
     meta = json.loads(str(arrays.pop("__meta__")))
+    if not isinstance(meta, dict):
+        raise CalibrationError(f"{path}: not a tileuq scorer file")
     return meta, arrays
+
+
+def _array(arrays: dict[str, np.ndarray], key: str, where: str, ndim: int) -> np.ndarray:
+    arr = arrays.get(key)
+    if arr is None:
+        raise CalibrationError(f"{where}: the array {key!r} is missing")
+    arr = np.asarray(arr)
+    if arr.ndim != ndim or arr.dtype.kind != "f" or not np.isfinite(arr).all():
+        raise CalibrationError(
+            f"{where}: {key!r} must be a finite float array with {ndim} dimensions "
+            f"(got {arr.dtype}, shape {arr.shape})"
+        )
+    return arr
 
 
 class KNNScorer:
@@ -130,12 +147,30 @@ class KNNScorer:
             out[i : i + rows] = np.sqrt(kth) if self.metric == "euclidean" else kth
         return np.maximum(out, 0.0)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fitted scorer to an ``.npz`` file, atomically."""
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters (JSON-safe) and arrays of the fitted scorer, for saving."""
         if self.reference is None:
             raise CalibrationError(f"{self.name}: nothing to save, call fit() first")
-        meta = {"kind": "knn", "k": self.k, "metric": self.metric}
-        return _save(path, meta, reference=self.reference)
+        return {"kind": "knn", "k": self.k, "metric": self.metric}, {"reference": self.reference}
+
+    @classmethod
+    def from_state(
+        cls, params: dict[str, Any], arrays: dict[str, np.ndarray], where: str = "k-NN scorer"
+    ) -> KNNScorer:
+        """Rebuild a scorer from :meth:`state` (arrays are validated)."""
+        try:
+            obj = cls(k=int(params["k"]), metric=str(params["metric"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"{where}: invalid k-NN parameters ({exc})") from None
+        obj.reference = _array(arrays, "reference", where, ndim=2).astype(np.float32)
+        if obj.reference.shape[0] < obj.k:
+            raise CalibrationError(f"{where}: fewer reference features than k={obj.k}")
+        return obj
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted scorer to an ``.npz`` file, atomically."""
+        meta, arrays = self.state()
+        return _save(path, meta, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KNNScorer:
@@ -143,9 +178,7 @@ class KNNScorer:
         meta, arrays = _load(path)
         if meta.get("kind") != "knn":
             raise CalibrationError(f"{path}: not a k-NN scorer (kind {meta.get('kind')!r})")
-        obj = cls(k=int(meta["k"]), metric=str(meta["metric"]))
-        obj.reference = arrays["reference"].astype(np.float32)
-        return obj
+        return cls.from_state(meta, arrays, str(path))
 
 
 def ledoit_wolf(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
@@ -224,8 +257,8 @@ class MahalanobisScorer:
         out: NDArray[np.float64] = np.maximum(d.min(axis=1), 0.0)
         return out
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fitted scorer to an ``.npz`` file, atomically."""
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters (JSON-safe) and arrays of the fitted scorer, for saving."""
         if self.means is None or self.precision is None or self.classes is None:
             raise CalibrationError("mahalanobis: nothing to save, call fit() first")
         meta = {
@@ -234,7 +267,35 @@ class MahalanobisScorer:
             "shrinkage_used": self.shrinkage_used,
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes],
         }
-        return _save(path, meta, means=self.means, precision=self.precision)
+        return meta, {"means": self.means, "precision": self.precision}
+
+    @classmethod
+    def from_state(
+        cls, params: dict[str, Any], arrays: dict[str, np.ndarray], where: str = "scorer"
+    ) -> MahalanobisScorer:
+        """Rebuild a scorer from :meth:`state` (arrays are validated)."""
+        try:
+            obj = cls(shrinkage=params["shrinkage"])
+            classes = list(params["classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"{where}: invalid Mahalanobis parameters ({exc})") from None
+        means = _array(arrays, "means", where, ndim=2).astype(np.float64)
+        prec = _array(arrays, "precision", where, ndim=2).astype(np.float64)
+        d = means.shape[1]
+        if prec.shape != (d, d) or len(classes) != means.shape[0]:
+            raise CalibrationError(
+                f"{where}: inconsistent Mahalanobis arrays (means {means.shape}, precision "
+                f"{prec.shape}, {len(classes)} classes)"
+            )
+        obj.means, obj.precision, obj.classes = means, prec, np.asarray(classes)
+        used = params.get("shrinkage_used")
+        obj.shrinkage_used = None if used is None else float(used)
+        return obj
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted scorer to an ``.npz`` file, atomically."""
+        meta, arrays = self.state()
+        return _save(path, meta, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MahalanobisScorer:
@@ -242,16 +303,22 @@ class MahalanobisScorer:
         meta, arrays = _load(path)
         if meta.get("kind") != "mahalanobis":
             raise CalibrationError(f"{path}: not a Mahalanobis scorer (kind {meta.get('kind')!r})")
-        obj = cls(shrinkage=meta["shrinkage"])
-        obj.means, obj.precision = arrays["means"], arrays["precision"]
-        obj.classes = np.asarray(meta["classes"])
-        obj.shrinkage_used = meta.get("shrinkage_used")
-        return obj
+        return cls.from_state(meta, arrays, str(path))
+
+
+def scorer_from_state(
+    params: dict[str, Any], arrays: dict[str, np.ndarray], where: str = "scorer"
+) -> KNNScorer | MahalanobisScorer:
+    """Rebuild either kind of scorer from its ``state()`` (``params["kind"]`` decides)."""
+    kind = params.get("kind")
+    if kind == "knn":
+        return KNNScorer.from_state(params, arrays, where)
+    if kind == "mahalanobis":
+        return MahalanobisScorer.from_state(params, arrays, where)
+    raise CalibrationError(f"{where}: unknown scorer kind {kind!r} (expected knn or mahalanobis)")
 
 
 def load_scorer(path: str | os.PathLike[str]) -> KNNScorer | MahalanobisScorer:
     """Load either kind of scorer from its ``.npz`` file."""
-    meta, _ = _load(path)
-    if meta.get("kind") == "knn":
-        return KNNScorer.load(path)
-    return MahalanobisScorer.load(path)
+    meta, arrays = _load(path)
+    return scorer_from_state(meta, arrays, str(path))
