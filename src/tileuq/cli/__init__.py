@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "tile": "tileuq.cli.tile",
     "run": "tileuq.cli.run",
     "train": "tileuq.cli.train",
+    "fit-scorers": "tileuq.cli.fit_scorers",
     "calibrate": "tileuq.cli.calibrate",
     "evaluate": "tileuq.cli.evaluate",
     "export": "tileuq.cli.export",

@@ -12,7 +12,9 @@ Scores are oriented **larger = less trustworthy**; a tile is accepted when
   :meth:`Calibration.apply` (``rejected`` and ``reason`` columns).
 - :func:`shift_test` — does a slide look like the calibration data?
 - score helpers (:func:`msp`, :func:`margin`, :func:`entropy`, :func:`energy`), the registry
-  :data:`SCORES`, and feature-space scorers (:class:`KNNScorer`, :class:`MahalanobisScorer`).
+  :data:`SCORES`, and feature-space scorers (:class:`KNNScorer`, :class:`MahalanobisScorer`;
+  :func:`fit_feature_scorers` fits them on a model's training tiles and attaches them to the
+  model, whose ``predict`` then reports their scores).
 
 Importing this package does not import torch.
 """
@@ -36,6 +38,7 @@ from tileuq.uncertainty.decisions import (
 )
 from tileuq.uncertainty.distances import KNNScorer, MahalanobisScorer, load_scorer
 from tileuq.uncertainty.fit import calibrate_scores
+from tileuq.uncertainty.fit_features import fit_feature_scorers, iter_fit_feature_scorers
 from tileuq.uncertainty.manifest import write_calibration
 from tileuq.uncertainty.model_calibration import calibrate, default_scores, iter_calibrate
 from tileuq.uncertainty.predict import Progress
@@ -79,8 +82,10 @@ __all__ = [
     "default_scores",
     "energy",
     "entropy",
+    "fit_feature_scorers",
     "fit_temperature",
     "iter_calibrate",
+    "iter_fit_feature_scorers",
     "load_scorer",
     "margin",
     "min_n_coverage",

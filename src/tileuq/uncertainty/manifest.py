@@ -26,8 +26,9 @@ def write_calibration(model_dir: str | os.PathLike[str], calibration: Calibratio
     """Write ``calibration`` under the ``calibration`` key of ``model_dir/model.json``.
 
     The previous ``model.json`` is kept as ``model.json.bak`` (replacing an older backup).
-    Both files are written atomically.  Refuses when the weights' sha256 recorded in
-    ``model.json`` differs from :attr:`Calibration.model_hash`.
+    Both files are written atomically.  Refuses when the model hash recorded in
+    ``model.json`` (``model_hash``; the weights' sha256 for older manifests and models without
+    feature scorers) differs from :attr:`Calibration.model_hash`.
 
     Returns
     -------
@@ -47,11 +48,12 @@ def write_calibration(model_dir: str | os.PathLike[str], calibration: Calibratio
         raise CalibrationError(f"{path}: cannot read the manifest ({exc})") from exc
     if not isinstance(manifest, dict):
         raise CalibrationError(f"{path}: the manifest is not a JSON object")
-    weights_hash = (manifest.get("weights") or {}).get("sha256")
-    if calibration.model_hash and weights_hash and weights_hash != calibration.model_hash:
+    held = manifest.get("model_hash") or (manifest.get("weights") or {}).get("sha256")
+    if calibration.model_hash and held and held != calibration.model_hash:
         raise CalibrationError(
             f"{path}: the calibration was made for model {calibration.model_hash[:12]}, but "
-            f"this folder holds weights {weights_hash[:12]}"
+            f"this folder holds weights {held[:12]}"
+            + (" (model hash, with its feature scorers)" if manifest.get("feature_scorers") else "")
         )
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     with atomic_path(backup) as tmp:

@@ -29,10 +29,13 @@ __all__ = ["calibrate", "default_scores", "iter_calibrate"]
 
 
 def default_scores(score_names: Sequence[str]) -> list[str]:
-    """Default rules for a model: ``entropy`` plus its first "unfamiliar" model score.
+    """Default rules for a model: ``entropy`` plus its best "unfamiliar" score.
 
-    SNGP gets ``["entropy", "variance"]``, ensembles and MC dropout
-    ``["entropy", "mutual_information"]``, a deterministic model ``["entropy"]``.
+    A feature distance the model carries comes first (``mahalanobis``, then
+    ``knn_euclidean``, ``knn_cosine``: on real data the only reliable far-OOD detectors, see
+    ``docs/evidence.md``), else the method's own: SNGP gets ``["entropy", "variance"]``,
+    ensembles and MC dropout ``["entropy", "mutual_information"]``, a deterministic model
+    without feature scorers ``["entropy"]``.
     """
     from tileuq.uncertainty.scores import SCORES
 
@@ -42,7 +45,7 @@ def default_scores(score_names: Sequence[str]) -> list[str]:
     if not first:
         raise CalibrationError(f"no known uncertainty score among {names}")
     out = first[:1]
-    for cand in ("variance", "mutual_information"):
+    for cand in ("mahalanobis", "knn_euclidean", "knn_cosine", "variance", "mutual_information"):
         if cand in names:
             out.append(cand)
             break
@@ -141,8 +144,9 @@ def calibrate(
         ``(results, decisions_path)``; see the module docstring.
     score
         Score name(s) to calibrate.  Default: :func:`default_scores` (``entropy`` plus the
-        model's "unfamiliar" score: SNGP ``variance``, ensemble/MC-dropout
-        ``mutual_information``), so rejected tiles get a meaningful reason.
+        model's "unfamiliar" score: a carried ``mahalanobis`` / k-NN distance, else SNGP
+        ``variance``, ensemble/MC-dropout ``mutual_information``), so rejected tiles get a
+        meaningful reason.
     target_coverage, target_risk, delta
         The target and its failure probability (exactly one target); see
         :func:`~tileuq.uncertainty.calibrate_scores` for the guarantees.

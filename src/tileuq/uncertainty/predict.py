@@ -77,7 +77,7 @@ def iter_predict_tiles(
     """Predict every tile of ``tiles``; yields :class:`Progress`, returns :class:`Predictions`.
 
     ``scorers`` maps a score name to a fitted feature scorer (``score(features)``); their
-    scores are added to the model's own.
+    scores are added to the model's own (and replace a model-carried score of the same name).
     """
     want_features = return_features or bool(scorers)
     n = len(tiles)
@@ -92,6 +92,8 @@ def iter_predict_tiles(
             parts.setdefault(key, []).append(_np(out[key]))
         parts.setdefault("index", []).append(idx)
         for name, val in out["scores"].items():
+            if scorers and name in scorers:
+                continue
             scores.setdefault(name, []).append(_np(val).astype(np.float64).ravel())
         if want_features:
             feats = _np(out["features"]).astype(np.float32)
