@@ -77,3 +77,31 @@ def test_tissue_filter_and_empty():
     assert shift_test(table, cal, tissue_min=0.5).n_tiles == 60
     with pytest.raises(CalibrationError, match="no tiles"):
         shift_test(table.iloc[:0], cal)
+
+
+def test_few_tiles_are_reported_as_insufficient_evidence_not_as_no_shift():
+    rng = np.random.default_rng(6)
+    cal = calibrate_scores(rng.normal(size=120), target_coverage=0.5, score_name="entropy")
+    assert 0.35 < 1 - cal.accepted / cal.n < 0.5  # about 42 % of null tiles are rejected
+    t = cal.threshold
+    # 4 tiles, every one rejected: the count cannot reach alpha = 0.01 with 4 tiles
+    few = shift_test(pd.DataFrame({"entropy": t + np.linspace(0.05, 0.3, 4)}), cal)
+    assert few.n_rejected == 4 and not few.shifted and few.p_best >= few.alpha
+    assert few.evidence == "too_few_tiles" and "No sign" not in few.verdict
+    assert few.verdict.startswith("Too few tiles to tell whether the slide is shifted: with 4 ")
+    assert "100 % of tiles rejected" in few.verdict
+    one = shift_test(pd.DataFrame({"entropy": [t + 0.1]}), cal)
+    assert one.evidence == "too_few_tiles" and "with 1 tile the" in one.verdict
+    # enough tiles to fire, leaning toward a shift without reaching the level
+    lean = pd.DataFrame({"entropy": np.r_[t + np.linspace(0.05, 0.3, 12), np.full(4, t - 3)]})
+    mid = shift_test(lean, cal)
+    assert not mid.shifted and mid.p_best < mid.alpha and mid.p_value < 0.1
+    assert mid.evidence == "inconclusive"
+    assert mid.verdict.startswith("Not enough evidence to call a shift with 16 tiles")
+    assert "the alarm needs p < 0.01" in mid.verdict
+    # an ordinary slide: "no sign"
+    null = shift_test(pd.DataFrame({"entropy": rng.normal(size=300)}), cal)
+    assert null.evidence == "none" and null.verdict.startswith("No sign of a shift")
+    # a clear shift on few tiles still fires
+    clear = shift_test(pd.DataFrame({"entropy": t + 5 + np.arange(8.0)}), cal)
+    assert clear.shifted and clear.evidence == "shift"

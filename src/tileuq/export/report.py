@@ -63,6 +63,8 @@ def _shift_section(shift: dict[str, Any]) -> str:
     if not shift.get("available"):
         return f"<div class='verdict na'>Shift alarm not available: {h.esc(shift.get('why'))}</div>"
     klass = "alarm" if shift["shifted"] else "ok"
+    if not shift["shifted"] and shift.get("evidence") in ("inconclusive", "too_few_tiles"):
+        klass = "na"  # not an all-clear: too little evidence either way
     rows = {
         "p-value (combined)": h.num(shift["p_value"]),
         "p-value, rejected count": h.num(shift["p_count"]),

@@ -18,6 +18,14 @@ tiles", against the alternative "they are less trustworthy":
 The two p-values are combined by Bonferroni (``min(1, 2 min(p1, p2))``), valid whatever their
 dependence.
 
+**Verdict.**  ``evidence`` says how to read a result below the alarm level: ``"too_few_tiles"``
+when the rejection count could not reach ``alpha`` even if every tile were rejected (few tiles
+for the expected rejection rate: e.g. 8 tiles when half of the calibration tiles are
+rejected); ``"inconclusive"`` when the slide leans toward a shift (``p < 0.1`` or more
+rejections than the 95th null percentile) without reaching ``alpha``; ``"none"`` otherwise;
+``"shift"`` when the alarm fires.  The verdict sentence says so, so that a few tiles that are
+all rejected are never reported as "no sign of a shift".
+
 **Tiles within a slide are not independent** (neighbouring tiles share tissue, stain, focus and
 artefacts), so under the null the count and the rank sum vary more than the i.i.d. formulas
 say and the p-values are too small.  Treat the alarm as a screening heuristic.  The
@@ -70,6 +78,11 @@ class ShiftReport:
         Variance-inflation factor used (1 = tiles treated as independent).
     verdict
         One plain-language sentence.
+    evidence
+        ``"shift"``, ``"inconclusive"``, ``"too_few_tiles"`` or ``"none"`` (module docstring).
+    p_best
+        Combined p-value if every tile were rejected (count test); ``>= alpha`` means the
+        rejection count cannot raise the alarm on a slide with this few tiles.
     """
 
     n_tiles: int
@@ -87,6 +100,8 @@ class ShiftReport:
     calibration_median: float
     design_effect: float
     verdict: str
+    evidence: str = "none"
+    p_best: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -151,44 +166,42 @@ def shift_test(
         )
     rejected, _ = calibration.decide(table)
     x = int(rejected.sum())
-
-    # 1. count: BetaBinomial(N, n - k + 1, k) under exchangeability
     n, k = int(calibration.n), int(calibration.accepted)
-    a, b = n - k + 1, max(k, 1)
-    n_eff = max(1, round(n_tiles / design_effect))
-    x_eff = min(n_eff, round(x / design_effect))
-    p_count = float(stats.betabinom.sf(x_eff - 1, n_eff, a, b)) if x_eff > 0 else 1.0
-    upper = float(stats.betabinom.ppf(0.95, n_eff, a, b)) / n_eff
-
-    # 2. distribution: one-sided Mann-Whitney U on the primary score
     s = np.asarray(table[score], dtype=np.float64)
     s = s[~np.isnan(s)]
-    if s.size and ref.size:
-        p_mw = float(stats.mannwhitneyu(s, ref, alternative="greater").pvalue)
-        if design_effect > 1.0:  # shrink the z statistic by sqrt(design effect)
-            z = float(stats.norm.isf(min(max(p_mw, 1e-300), 1.0)))
-            p_mw = float(stats.norm.sf(z / math.sqrt(design_effect)))
-    else:
-        p_mw = 1.0
+    p_count, p_mw, upper = _pvalues(x, n_tiles, s, ref, n, k, design_effect)
     p = min(1.0, 2.0 * min(p_count, p_mw))
+    # what the count test would say if every tile were rejected
+    p_best = min(1.0, 2.0 * _pvalues(n_tiles, n_tiles, s[:0], ref, n, k, design_effect)[0])
     shifted = p < alpha
     frac = x / n_tiles
     expected = 1.0 - k / n
     med = float(np.median(s)) if s.size else float("nan")
     ref_med = float(np.median(ref))
+    counts = f"{_pct(frac)} of tiles rejected, expected about {_pct(expected)}"
+    tiles = f"{n_tiles} tile{'s' if n_tiles != 1 else ''}"
     if shifted:
-        what = (
-            f"{_pct(frac)} of tiles rejected, expected about {_pct(expected)} "
-            f"(at most {_pct(upper)} in 95 % of slides like the calibration data)"
-        )
+        evidence = "shift"
+        what = f"{counts} (at most {_pct(upper)} in 95 % of slides like the calibration data)"
         if p_mw < p_count:
             what += f"; {score} scores run higher (median {med:.4g} vs {ref_med:.4g})"
         verdict = f"This slide looks unlike the calibration data: {what} ({_p(p)})."
-    else:
+    elif p_best >= alpha:
+        evidence = "too_few_tiles"
         verdict = (
-            f"No sign of a shift: {_pct(frac)} of tiles rejected, expected about "
-            f"{_pct(expected)} ({_p(p)})."
+            f"Too few tiles to tell whether the slide is shifted: with {tiles} the rejection "
+            f"count cannot reach the alarm level ({alpha:g}) even if every tile is rejected; "
+            f"{counts} ({_p(p)})."
         )
+    elif p < 0.1 or frac > upper:
+        evidence = "inconclusive"
+        verdict = (
+            f"Not enough evidence to call a shift with {tiles}, though the slide leans that "
+            f"way: {counts} ({_p(p)}; the alarm needs p < {alpha:g})."
+        )
+    else:
+        evidence = "none"
+        verdict = f"No sign of a shift: {counts} ({_p(p)})."
     if design_effect == 1.0:
         verdict += " Tiles are treated as independent; the alarm is a screening heuristic."
     return ShiftReport(
@@ -207,4 +220,32 @@ def shift_test(
         calibration_median=ref_med,
         design_effect=float(design_effect),
         verdict=verdict,
+        evidence=evidence,
+        p_best=p_best,
     )
+
+
+def _pvalues(
+    x: int,
+    n_tiles: int,
+    s: np.ndarray,
+    ref: np.ndarray,
+    n: int,
+    k: int,
+    design_effect: float,
+) -> tuple[float, float, float]:
+    """Count and Mann–Whitney p-values, and the null 95th-percentile rejected fraction."""
+    # 1. count: BetaBinomial(N, n - k + 1, k) under exchangeability
+    a, b = n - k + 1, max(k, 1)
+    n_eff = max(1, round(n_tiles / design_effect))
+    x_eff = min(n_eff, round(x / design_effect))
+    p_count = float(stats.betabinom.sf(x_eff - 1, n_eff, a, b)) if x_eff > 0 else 1.0
+    upper = float(stats.betabinom.ppf(0.95, n_eff, a, b)) / n_eff
+    # 2. distribution: one-sided Mann-Whitney U on the primary score
+    p_mw = 1.0
+    if s.size and ref.size:
+        p_mw = float(stats.mannwhitneyu(s, ref, alternative="greater").pvalue)
+        if design_effect > 1.0:  # shrink the z statistic by sqrt(design effect)
+            z = float(stats.norm.isf(min(max(p_mw, 1e-300), 1.0)))
+            p_mw = float(stats.norm.sf(z / math.sqrt(design_effect)))
+    return p_count, p_mw, upper
