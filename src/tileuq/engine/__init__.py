@@ -5,8 +5,9 @@ Names are resolved lazily so that ``tileuq.engine.results`` (no torch) can be im
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tileuq._lazy import attach
 
 _LAZY = {
     "run_slide": "tileuq.engine.run",
@@ -29,17 +30,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tileuq.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = attach(__name__, _LAZY, __all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover

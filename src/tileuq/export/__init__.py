@@ -8,8 +8,9 @@ atomically.  Names are imported lazily: ``import tileuq.export`` is cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tileuq._lazy import attach
 
 _LAZY = {
     "prepare": "tileuq.export._common",
@@ -50,17 +51,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tileuq.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = attach(__name__, _LAZY, __all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover
