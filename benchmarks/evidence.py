@@ -13,7 +13,9 @@ fixed split ``benchmarks/splits/colorectal_split.json``):
 3. OOD AUROC and FPR@95 per score against far-OOD crops and near-OOD tiles (sets described in
    ``benchmarks/_evidence_data.py``), per set and pooled, with bootstrap 95 % intervals;
 4. 200 random re-splits of the pooled calibration + test tiles: how often the coverage and risk
-   targets fail on the held-out half.
+   targets fail on the held-out half;
+5. the bundled demo model end to end (``benchmarks/_evidence_demo.py``): its carried
+   Mahalanobis scorer and calibration, as ``tileuq.load_model`` gives them.
 
 Model outputs are cached under ``benchmarks/results/evidence/cache/`` so reruns take seconds.
 Writes ``benchmarks/results/evidence.json``, ``benchmarks/results/evidence/tables.md`` and
@@ -49,6 +51,7 @@ from _evidence_data import (
     ood_sets,
     predict_cached,
 )
+from _evidence_demo import demo_end_to_end, demo_table
 
 MODELS = REPO / "benchmarks" / "results" / "models"
 OUT_JSON = REPO / "benchmarks" / "results" / "evidence.json"
@@ -241,6 +244,8 @@ def tables(res: dict[str, Any]) -> str:
         parts.append(f"## OOD AUROC [95 % bootstrap CI]: {m}\n\n" + rep.ood_table(res, m))
         parts.append(f"## FPR@95 [95 % bootstrap CI]: {m}\n\n" + rep.ood_table(res, m, "fpr95"))
         parts.append(f"## NCT-CRC tiles: {m}\n\n" + rep.nct_table(res, m))
+    if res.get("demo"):
+        parts.append("## Demo model end to end\n\n" + demo_table(res["demo"]))
     if any(r.get("resplit") for r in res["methods"].values()):
         parts.append("## Random re-split check: coverage\n\n" + rep.resplit_table(res))
         for a in (ALPHA, ALPHA_LOOSE):
@@ -255,6 +260,7 @@ def main() -> int:
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (1000)")
     ap.add_argument("--resplits", type=int, default=200, help="random re-splits (200; 0: skip)")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo model's end-to-end part")
     ap.add_argument(
         "--tables-only", action="store_true", help="reprint the tables from the JSON, run nothing"
     )
@@ -285,6 +291,9 @@ def main() -> int:
             continue
         print(f"{method}: evaluating", flush=True)
         res["methods"][method] = run_method(method, args, cache)
+    if not args.no_demo:
+        print("demo model: end to end", flush=True)
+        res["demo"] = demo_end_to_end(cache, OUT_DIR / "cache")
     if cache:
         data = next(iter(cache.values()))
         res["sets"] = {k: {"n": len(v.labels), "note": v.note} for k, v in data.items()}
