@@ -73,8 +73,20 @@ DECISION_COLORS: dict[str, str] = {
     "artefact": "#7f7f7f",  # grey
     "unsure": "#fee08b",  # yellow
 }
-#: preference order for the score a queue is sorted by when no calibration says
-_PREFERRED = ("variance", "mutual_information", "entropy", "margin", "msp", "energy")
+#: preference order for the primary score when no calibration says (queue order, default
+#: heatmap, overview): a carried feature distance first (on real data the reliable "unfamiliar"
+#: signal, ``docs/evidence.md``), then the method's own score, then the softmax scores
+PREFERRED_SCORES = (
+    "mahalanobis",
+    "knn_euclidean",
+    "knn_cosine",
+    "variance",
+    "mutual_information",
+    "entropy",
+    "margin",
+    "msp",
+    "energy",
+)
 
 
 def primary_score(results: Any, calibration: Any = None) -> str:
@@ -83,7 +95,7 @@ def primary_score(results: Any, calibration: Any = None) -> str:
     if calibration is not None and calibration.score in table.columns:
         return str(calibration.score)
     names = list(getattr(results, "score_names", []) or [])
-    for s in _PREFERRED:
+    for s in PREFERRED_SCORES:
         if s in table.columns and (not names or s in names):
             return s
     if names:

@@ -17,17 +17,34 @@ from tileuq._io import atomic_path
 if TYPE_CHECKING:
     from tileuq.engine.results import TileResults
 
-#: preferred score for the heatmap, most "unfamiliar"-aware first
-HEATMAP_SCORES = ("variance", "mutual_information", "entropy", "msp")
+
+def _calibration_rules(results: TileResults) -> list[dict]:
+    cal = results.meta.get("model", {}).get("calibration")
+    rules = cal.get("rules") if isinstance(cal, dict) else None
+    return [r for r in rules or [] if isinstance(r, dict) and "score" in r]
 
 
 def heatmap_score(results: TileResults) -> str | None:
-    """Return the score drawn in the uncertainty panel (``None`` when the model gives none)."""
-    names = results.score_names
-    for s in HEATMAP_SCORES:
-        if s in names:
-            return s
-    return names[0] if names else None
+    """Return the score drawn in the uncertainty panel (``None`` when the model gives none).
+
+    The primary score of the calibration the model carries (its first rule, the one holding the
+    coverage or risk target, as :attr:`tileuq.Calibration.score`); without one, the choice of
+    :func:`tileuq.review.primary_score` (a carried feature distance first).
+    """
+    from tileuq.review import primary_score
+
+    rules = _calibration_rules(results)
+    if rules and rules[0]["score"] in results.score_names:
+        return str(rules[0]["score"])
+    return primary_score(results) if results.score_names else None
+
+
+def calibrated_threshold(results: TileResults, score: str) -> float | None:
+    """Threshold the model's calibration puts on ``score`` (``None`` when it has none)."""
+    for r in _calibration_rules(results):
+        if r["score"] == score and r.get("threshold") is not None:
+            return float(r["threshold"])
+    return None
 
 
 def class_rgba(results: TileResults, alpha: float = 0.45) -> np.ndarray:
@@ -113,10 +130,16 @@ def draw_overview(
     ]
     axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     axes[0].set_title(f"{name}: predicted class ({len(results)} tiles)", fontsize=9)
+    title = f"uncertainty: {score or 'n/a'}"
     if score is not None and len(results):
         heat = results.grid(score, plane=results.planes[0])
         finite = heat[np.isfinite(heat)]
         lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+        threshold = calibrated_threshold(results, score)
+        if threshold is not None:  # keep the calibrated cut inside the colour range
+            lo, hi = min(lo, threshold), max(hi, threshold)
+            above = int((results.table[score].to_numpy() > threshold).sum())
+            title += f" (calibrated cut {threshold:.4g}: {above} of {len(results)} tiles above)"
         im = axes[1].imshow(
             np.ma.masked_invalid(heat),
             extent=ext,
@@ -126,8 +149,12 @@ def draw_overview(
             vmax=max(hi, lo + 1e-12),
             interpolation="nearest",
         )
-        fig.colorbar(im, ax=axes[1], fraction=0.04, pad=0.01, label=f"{score} (larger = less sure)")
-    axes[1].set_title(f"uncertainty: {score or 'n/a'}", fontsize=9)
+        bar = fig.colorbar(
+            im, ax=axes[1], fraction=0.04, pad=0.01, label=f"{score} (larger = less sure)"
+        )
+        if threshold is not None:
+            bar.ax.axhline(threshold, color="#00e5ff", linewidth=2)
+    axes[1].set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
