@@ -144,7 +144,10 @@ def test_resume_refuses_other_arguments(sample_slide_path, model, tmp_path) -> N
     out = tmp_path / "run"
     tileuq.run_slide(sample_slide_path, model, out=out, **FAST)
     before = (out / "tiles.parquet").read_bytes()
-    with pytest.raises(ResultsError, match=r"other arguments .*tile_px: 64 -> 96"):
+    with (
+        pytest.raises(ResultsError, match=r"other arguments .*tile_px: 64 -> 96"),
+        pytest.warns(UserWarning, match="tiles of 96 px but the model was trained on 64 px"),
+    ):
         tileuq.run_slide(sample_slide_path, model, out=out, **{**FAST, "tile_px": 96})
     other = slim_model("deterministic", seed=1)
     with pytest.raises(ResultsError, match=r"model\.hash"):
