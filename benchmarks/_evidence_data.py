@@ -193,6 +193,7 @@ def predict_cached(model: Any, data: TileData, cache_dir: Path, method: str) -> 
     """
     import torch
 
+    from tileuq._generators import result_of
     from tileuq._io import atomic_write
     from tileuq.uncertainty.predict import iter_predict_tiles
     from tileuq.uncertainty.sources import TileSet
@@ -206,13 +207,7 @@ def predict_cached(model: Any, data: TileData, cache_dir: Path, method: str) -> 
     torch.manual_seed(0)
     classes = list(model.classes)
     tiles = TileSet(None, data.images, data.labels, classes, data.name)
-    gen = iter_predict_tiles(model, tiles, batch_size=64, return_features=True)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            p = stop.value
-            break
+    p = result_of(iter_predict_tiles(model, tiles, batch_size=64, return_features=True))
     arrays = {
         "key": np.array(key),
         "logits": p.logits,

@@ -20,6 +20,7 @@ from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tileuq._generators import result_of
 from tileuq._io import atomic_write
 from tileuq.bundled import resolve_model_source
 from tileuq.engine.progress import Progress, SlideOutcome
@@ -141,12 +142,7 @@ def outcome_of(
 
 def _task(source: str, model: Any, folder: str, kwargs: dict[str, Any], overview: bool) -> dict:
     """Dask task: run one slide on a worker and return its outcome as a dict."""
-    gen = run_one(source, model, folder, kwargs, overview)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        outcome: SlideOutcome = stop.value
+    outcome: SlideOutcome = result_of(run_one(source, model, folder, kwargs, overview))
     return outcome.__dict__
 
 

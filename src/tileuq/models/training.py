@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from tileuq._generators import result_of
 from tileuq.errors import DataError, ModelError
 from tileuq.models.augment import AugmentConfig, augment, to_float
 from tileuq.models.build import METHODS, build_model
@@ -315,9 +316,4 @@ def train(
     TileModel
         The trained model in eval mode; also saved to ``out`` when given.
     """
-    gen = iter_train(tiles, out, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value.model
+    return result_of(iter_train(tiles, out, **kwargs)).model

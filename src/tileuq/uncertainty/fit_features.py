@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tileuq._generators import result_of
 from tileuq.errors import CalibrationError
 from tileuq.uncertainty.distances import KNNScorer, MahalanobisScorer
 from tileuq.uncertainty.predict import Predictions, Progress, iter_predict_tiles
@@ -237,8 +238,4 @@ def fit_feature_scorers(
         batch_size=batch_size,
         on_error=on_error,
     )
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return result_of(gen)

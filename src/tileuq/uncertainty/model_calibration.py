@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tileuq._generators import result_of
 from tileuq.errors import CalibrationError
 from tileuq.uncertainty.calibration import Calibration
 from tileuq.uncertainty.fit import calibrate_scores
@@ -180,12 +181,7 @@ def calibrate(
         on_error=on_error,
         **kwargs,
     )
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            result: Calibration = stop.value
-            return result
+    return result_of(gen)
 
 
 def _score_names(
